@@ -1,0 +1,42 @@
+# airflow-mlops-levels: the commands people type. `make help` lists them.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run stop status test lint bench lock clean airflow
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==0.13.8
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -c constraints.txt
+	@touch $(STAMP)
+
+run: $(STAMP) ## Start the local stack (Airflow, MLflow, prediction service) and the demo loop; Ctrl-C stops it
+	$(BIN)/python scripts/local_stack.py up
+
+stop: ## Stop every process the local stack started
+	@test -x $(BIN)/python && $(BIN)/python scripts/local_stack.py down || true
+
+status: $(STAMP) ## Show which parts of the local stack are running
+	$(BIN)/python scripts/local_stack.py status
+
+test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Lint with ruff, including Airflow's AIR rules
+	$(BIN)/ruff check .
+
+bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against a baseline in the same process)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lock: ## Re-resolve constraints.txt from requirements.txt (needs the network)
+	$(BIN)/uv pip compile requirements.txt --python-version 3.11 --no-header -o constraints.txt
+
+clean: stop ## Remove all local state (databases, artifacts, data, reports)
+	rm -rf state

@@ -1,0 +1,1 @@
+"""The airflow-mlops-levels library: plain Python, no Airflow imports, testable without a scheduler."""

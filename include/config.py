@@ -1,0 +1,381 @@
+"""The model config file: one YAML under `include/models/` defines one model end to end.
+
+`load_model_config(path)` returns a validated `ModelConfig` or raises `ConfigError`, whose message
+names the file, the key, the value it got and what was expected. `discover_model_configs()` reads
+every config in the models folder and keeps the valid ones apart from the broken ones, so that one
+broken file never takes down the other models' DAGs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from include import settings
+
+MODEL_NAME_PATTERN = r"^[a-z][a-z0-9_]*[a-z0-9]$"
+
+
+class ConfigError(ValueError):
+    """A model config file is missing, unreadable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- data source ---------------------------------------------------------------------------------
+
+
+class Scenario(_Strict):
+    """One named period of the synthetic data world, with its ground-truth onset date."""
+
+    name: str
+    kind: Literal[
+        "stable", "covariate_shift", "concept_drift", "data_quality_incident", "schema_break"
+    ]
+    start: dt.date
+    end: dt.date | None = Field(None, description="Last day (inclusive); open-ended when omitted.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self) -> Scenario:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class SyntheticSource(_Strict):
+    """A seeded generator of daily credit applications with known drift (the demo's data world)."""
+
+    kind: Literal["synthetic"]
+    seed: int = 42
+    start_date: dt.date
+    days: Annotated[int, Field(ge=1)]
+    rows_per_day: Annotated[int, Field(ge=1)] = 1000
+    scenarios: list[Scenario] = Field(default_factory=list)
+
+    @property
+    def end_date(self) -> dt.date:
+        """The last day the world has data for."""
+        return self.start_date + dt.timedelta(days=self.days - 1)
+
+
+class FilesSource(_Strict):
+    """A user's own CSV or Parquet files, one file per day, dropped into a folder.
+
+    `pattern` names the day's file with a `{day}` placeholder (YYYY-MM-DD); the file's format
+    follows its extension. Labels, when the user has them, follow the same convention.
+    """
+
+    kind: Literal["files"]
+    path: Path = Field(description="Folder of feature files; relative paths start at the project root.")
+    pattern: str = "{day}.parquet"
+    labels_path: Path | None = Field(None, description="Folder of label files (entity, label, timestamp).")
+    labels_pattern: str = "{day}.parquet"
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+    @field_validator("pattern", "labels_pattern")
+    @classmethod
+    def _names_the_day(cls, value: str) -> str:
+        if "{day}" not in value:
+            raise ValueError("must contain the placeholder {day}, e.g. applications_{day}.csv")
+        if not value.endswith((".csv", ".parquet")):
+            raise ValueError("must end in .csv or .parquet")
+        return value
+
+
+Source = Annotated[SyntheticSource | FilesSource, Field(discriminator="kind")]
+
+
+# --- schema and target ---------------------------------------------------------------------------
+
+ColumnType = Literal["string", "integer", "float", "boolean", "category", "timestamp"]
+
+
+class Column(_Strict):
+    """What a valid value of one column looks like; the GX suite is built from this."""
+
+    type: ColumnType
+    nullable: bool = False
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | bool] | None = None
+
+    @model_validator(mode="after")
+    def _range_and_allowed_fit_the_type(self) -> Column:
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ValueError(f"min/max only apply to integer or float columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError("allowed must list at least one value")
+        return self
+
+
+class Expectation(_Strict):
+    """A hand-written GX expectation added to the generated suite (e.g. a mean within bounds)."""
+
+    type: str = Field(description="GX expectation name, e.g. expect_column_mean_to_be_between")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["blocking", "warning"] = "blocking"
+
+    @field_validator("type")
+    @classmethod
+    def _is_an_expectation_name(cls, value: str) -> str:
+        if not value.startswith("expect_"):
+            raise ValueError("must be a GX expectation name starting with 'expect_'")
+        return value
+
+
+class Schema(_Strict):
+    """Columns of a feature batch, its entity and timestamp columns, and which checks only warn."""
+
+    entity_column: str
+    timestamp_column: str
+    columns: dict[str, Column]
+    expectations: list[Expectation] = Field(default_factory=list)
+    warn_only: list[str] = Field(
+        default_factory=list,
+        description="Columns whose range and allowed-value checks warn instead of blocking.",
+    )
+
+    @model_validator(mode="after")
+    def _named_columns_exist(self) -> Schema:
+        for key in ("entity_column", "timestamp_column"):
+            name = getattr(self, key)
+            if name not in self.columns:
+                raise ValueError(f"{key} {name!r} is not one of the columns {sorted(self.columns)}")
+        unknown = sorted(set(self.warn_only) - set(self.columns))
+        if unknown:
+            raise ValueError(f"warn_only names unknown columns {unknown}")
+        return self
+
+
+class Target(_Strict):
+    """The label, which arrives `label_delay_days` after the event as a separate feedback stream."""
+
+    column: str
+    kind: Literal["binary_classification"] = "binary_classification"
+    positive_label: int | str = 1
+    label_delay_days: Annotated[int, Field(ge=0)] = 7
+
+
+class Features(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+# --- training, evaluation, monitoring, serving, deployment ---------------------------------------
+
+
+class Estimator(_Strict):
+    class_path: str = Field(
+        alias="class", description="Importable sklearn estimator, e.g. sklearn.linear_model.LogisticRegression"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("class_path")
+    @classmethod
+    def _is_a_dotted_path(cls, value: str) -> str:
+        module, _, name = value.rpartition(".")
+        if not module or not name:
+            raise ValueError("must be a dotted path such as sklearn.linear_model.LogisticRegression")
+        return value
+
+
+class Split(_Strict):
+    """Time-based split: the newest rows are the holdout, the ones before them validation."""
+
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+
+
+class Training(_Strict):
+    schedule: str | None = Field(None, description="Cron expression; None trains on data and requests only.")
+    window_days: Annotated[int, Field(ge=1)] = 60
+    min_rows: Annotated[int, Field(ge=1)] = 500
+    every_n_batches: Annotated[int, Field(ge=1)] = 7
+    estimator: Estimator
+    split: Split = Split()
+
+
+class Metric(_Strict):
+    """How a metric gates a candidate, with MLflow's MetricThreshold semantics.
+
+    `threshold` is the absolute floor (or ceiling, when lower is better) every candidate must meet;
+    `min_absolute_change` and `min_relative_change` are the gain a challenger needs over the champion.
+    """
+
+    threshold: float | None = None
+    min_absolute_change: Annotated[float, Field(ge=0)] | None = None
+    min_relative_change: Annotated[float, Field(ge=0)] | None = None
+    greater_is_better: bool = True
+
+
+class Evaluation(_Strict):
+    primary_metric: str
+    metrics: dict[str, Metric]
+    slices: list[str] = Field(default_factory=list)
+    slice_tolerance: Annotated[float, Field(ge=0)] = 0.05
+    min_slice_rows: Annotated[int, Field(ge=1)] = 50
+
+    @model_validator(mode="after")
+    def _primary_is_a_metric(self) -> Evaluation:
+        if self.primary_metric not in self.metrics:
+            raise ValueError(f"primary_metric {self.primary_metric!r} is not in metrics {sorted(self.metrics)}")
+        return self
+
+
+class Drift(_Strict):
+    method: str = Field("ks", description="Default per-column test; see monitoring for the list.")
+    threshold: float = 0.05
+    column_methods: dict[str, str] = Field(default_factory=dict)
+    drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class RetrainPolicy(_Strict):
+    min_rows: Annotated[int, Field(ge=1)] = 200
+    consecutive_windows: Annotated[int, Field(ge=1)] = 2
+    performance_drop: Annotated[float, Field(ge=0)] = 0.05
+    cooldown_days: Annotated[int, Field(ge=0)] = 3
+    max_retrains: Annotated[int, Field(ge=1)] = 4
+    period_days: Annotated[int, Field(ge=1)] = 30
+
+
+class Monitoring(_Strict):
+    schedule: str = "@daily"
+    window_days: Annotated[int, Field(ge=1)] = 1
+    drift: Drift = Drift()
+    retrain_policy: RetrainPolicy = RetrainPolicy()
+
+
+class Serving(_Strict):
+    latency_budget_ms: Annotated[float, Field(gt=0)] = 50
+    memory_budget_mb: Annotated[float, Field(gt=0)] = 1024
+    max_batch_size: Annotated[int, Field(ge=1)] = 1000
+
+
+class Deployment(_Strict):
+    promotion: Literal["automatic", "approval"] = "automatic"
+
+
+class ModelConfig(_Strict):
+    """One model, end to end. Its `name` is the prefix of its DAG ids (`<name>__<stage>`)."""
+
+    name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
+    description: str = ""
+    owner: str = "ml-team"
+    source: Source
+    schema_: Schema = Field(alias="schema")
+    target: Target
+    features: Features
+    training: Training
+    evaluation: Evaluation
+    monitoring: Monitoring = Monitoring()
+    serving: Serving = Serving()
+    deployment: Deployment = Deployment()
+
+    @model_validator(mode="after")
+    def _columns_referenced_exist(self) -> ModelConfig:
+        columns = self.schema_.columns
+        for kind in ("numeric", "categorical"):
+            unknown = [name for name in getattr(self.features, kind) if name not in columns]
+            if unknown:
+                raise ValueError(f"features.{kind} names columns not in schema.columns: {unknown}")
+        if not self.features.all:
+            raise ValueError("features must name at least one numeric or categorical column")
+        if self.target.column in columns:
+            raise ValueError(
+                f"target.column {self.target.column!r} must not be a schema column: labels arrive "
+                "separately, and a label among the features would leak the answer"
+            )
+        not_features = [name for name in self.evaluation.slices if name not in self.features.categorical]
+        if not_features:
+            raise ValueError(f"evaluation.slices must be categorical features, got {not_features}")
+        return self
+
+    @property
+    def schema(self) -> Schema:  # noqa: D102 - the field is `schema_` only because BaseModel owns `schema`
+        return self.schema_
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _format_validation_error(path: Path, raw: dict, error: ValidationError) -> str:
+    lines = [f"{path}: invalid model config ({error.error_count()} problem(s))"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
+        key = key.replace("synthetic.", "").replace("files.", "")
+        value = problem.get("input")
+        shown = "missing" if problem["type"] == "missing" else repr(value)
+        if isinstance(value, dict) and problem["type"] != "missing":
+            shown = "{...}"
+        lines.append(f"  key '{key or '<top>'}': got {shown}; expected: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    """Read and validate one model config file.
+
+    Raises:
+        ConfigError: naming the file, and for each problem the key, the value and what was expected.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the model config: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
+    try:
+        config = ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(path, raw, exc)) from None
+    if config.name != path.stem:
+        raise ConfigError(
+            f"{path}: key 'name': got {config.name!r}; expected the file's name {path.stem!r}, "
+            "so that DAG ids and file names match"
+        )
+    return config
+
+
+@dataclass
+class DiscoveredConfigs:
+    """The result of reading the models folder: valid configs by name, and errors by file."""
+
+    valid: dict[str, ModelConfig] = field(default_factory=dict)
+    errors: dict[Path, ConfigError] = field(default_factory=dict)
+
+
+def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
+    """Read every `*.yaml` in the models folder, keeping broken files apart from valid ones."""
+    folder = folder or settings.models_dir()
+    found = DiscoveredConfigs()
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            config = load_model_config(path)
+        except ConfigError as exc:
+            found.errors[path] = exc
+        else:
+            found.valid[config.name] = config
+    return found
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """Load the config of the named model from the models folder (what a task calls at run time)."""
+    return load_model_config(settings.models_dir() / f"{name}.yaml")
