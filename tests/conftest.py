@@ -1,12 +1,31 @@
-"""Fixtures that build a private world for each test: state folder, models folder, MLflow store."""
+"""Fixtures that build a private world for each test: state folder, models folder, MLflow store.
 
+Airflow reads its configuration when it is first imported, so the test session's Airflow home
+(a temporary folder with its own SQLite metadata database) is set here, before any test module
+imports Airflow. The DAG folder is the project's own `dags/`.
+"""
+
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from include import settings
 from include.config import ModelConfig, load_model_config
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parent.parent / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(Path(__file__).resolve().parent.parent / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "GX_ANALYTICS_ENABLED": "False",
+    }
+)
 
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / "credit_default.yaml"
 
@@ -31,3 +50,12 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def demo_config() -> ModelConfig:
     """The demo model's config, as shipped."""
     return load_model_config(DEMO_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """An initialized Airflow metadata database for `dag.test()` runs (created once per session)."""
+    from airflow.utils import db
+
+    db.initdb()
+    return _AIRFLOW_HOME

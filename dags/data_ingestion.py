@@ -1,0 +1,112 @@
+"""`<model>__data_ingestion` (Level 1): every day's batch lands, passes a GX gate, then is curated.
+
+One DAG per model config in `include/models/`. The task bodies call `include.ingestion`; heavy
+libraries load inside the tasks, never when this file is parsed.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+from model_dags import (
+    configs_for_stage,
+    curated_batch_asset,
+    dag_id,
+    dag_tags,
+    data_end,
+    data_start,
+    default_args,
+    interval_day,
+    to_pendulum,
+)
+
+STAGE = "data_ingestion"
+
+DOC = """
+### Data ingestion for `{model}`
+
+One run per daily data interval (backfill with `airflow backfill create`), or a manual run for the
+day named in the **day** field.
+
+1. **land_batch**: copy what the source delivered for the day into the landing zone.
+2. **validate_batch**: check it with the Great Expectations suite built from the model's schema
+   (`include/models/{model}.yaml`). A blocking failure moves the batch to
+   `quarantine/day=…/` with its GX result, fails with the list of failed rules, and stops the run.
+   Expectations marked as warnings are recorded without blocking. Data Docs are kept for every run.
+3. **publish_curated_batch**: write the batch to the curated store (re-running replaces it) and
+   update the Asset `{model}__curated_batch` with rows, day and the validation summary.
+4. **land_labels**: store the labels that arrived that day (the delayed feedback stream).
+"""
+
+
+def build(config):
+    curated = curated_batch_asset(config)
+    end = data_end(config)
+
+    @dag(
+        dag_id=dag_id(config.name, STAGE),
+        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+        start_date=to_pendulum(data_start(config)),
+        end_date=to_pendulum(end) if end else None,
+        catchup=True,
+        max_active_runs=2,
+        tags=dag_tags(config, 1),
+        default_args=default_args(config),
+        doc_md=DOC.format(model=config.name),
+        params={
+            "day": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Day",
+                description="The day (YYYY-MM-DD) to ingest. Leave empty to use the run's data interval.",
+            ),
+        },
+    )
+    def data_ingestion():
+        @task
+        def land_batch(**context) -> dict:
+            """Copy the day's batch from the source into the landing zone."""
+            from include import ingestion
+
+            return ingestion.land(config, interval_day(context))
+
+        @task(retries=0)
+        def validate_batch(landed: dict) -> dict:
+            """Run the GX suite; quarantine the batch and fail on a blocking failure."""
+            import datetime as dt
+
+            from include import ingestion
+
+            try:
+                return ingestion.validate(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
+            except ingestion.BatchRejected as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        @task(outlets=[curated])
+        def publish_curated_batch(landed: dict, validated: dict, **context) -> dict:
+            """Write the batch to the curated store and tell consumers a new batch is there."""
+            import datetime as dt
+
+            from include import ingestion
+
+            published = ingestion.publish(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
+            context["outlet_events"][curated].extra = {**published, "validation": validated["summary"]}
+            return published
+
+        @task
+        def land_labels(**context) -> dict:
+            """Store the labels that arrived on the day (validated, or quarantined)."""
+            from include import ingestion
+
+            return ingestion.land_labels(config, interval_day(context))
+
+        landed = land_batch()
+        publish_curated_batch(landed, validate_batch(landed))
+        land_labels()
+
+    return data_ingestion()
+
+
+for model_config in configs_for_stage(STAGE):
+    build(model_config)
