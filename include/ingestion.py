@@ -47,14 +47,7 @@ def validate(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     frame = _read_or_quarantine(config, day, path)
     outcome = validation.validate_batch(config, frame, day)
     if not outcome.passed:
-        report = {
-            "summary": outcome.summary,
-            "blocking_failures": [failure.to_dict() for failure in outcome.blocking_failures],
-            "warnings": [warning.to_dict() for warning in outcome.warnings],
-            "data_docs": str(outcome.data_docs_index),
-            "gx_result": outcome.report,
-        }
-        folder = storage.quarantine_batch(config.name, day, path, report)
+        folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
         raise BatchRejected(f"{validation.describe_failures(outcome)}. Quarantined in {folder}")
     return {
         "summary": outcome.summary,
@@ -68,3 +61,21 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     frame = sources.read_batch(Path(batch_uri), config.schema)
     path = storage.write_curated_batch(config.name, day, frame)
     return {"day": day.isoformat(), "curated_uri": str(path), "rows": len(frame)}
+
+
+def land_labels(config: ModelConfig, day: dt.date) -> dict:
+    """Store the labels that arrived on `day`, after checking them with the labels suite.
+
+    Labels that fail are moved to quarantine (with their report) out of the labels store, so
+    training never joins them, and `BatchRejected` names the failed rules.
+    """
+    path = sources.land_labels(config, day)
+    if path is None:
+        return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
+    frame = sources.read_batch(path, config.schema)
+    outcome = validation.validate_batch(config, frame, day, suite_kind="labels")
+    if not outcome.passed:
+        folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
+        path.unlink()
+        raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
+    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(frame)}
