@@ -241,10 +241,15 @@ class Evaluation(_Strict):
         return self
 
 
+DriftMethod = Literal["ks", "chisquare", "psi", "wasserstein"]
+
+
 class Drift(_Strict):
-    method: str = Field("ks", description="Default per-column test; see monitoring for the list.")
+    """Per-column drift tests; see include/drift.py for how each method's score is read."""
+
+    method: DriftMethod = "ks"
     threshold: float = 0.05
-    column_methods: dict[str, str] = Field(default_factory=dict)
+    column_methods: dict[str, DriftMethod] = Field(default_factory=dict)
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
