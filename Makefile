@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run stop status test lint bench lock clean airflow
+.PHONY: help run stop status test lint bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,14 +14,14 @@ help: ## List the targets
 $(STAMP): requirements.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==0.13.8
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.txt -c constraints.txt
 	@touch $(STAMP)
 
 run: $(STAMP) ## Start the local stack (Airflow, MLflow, prediction service) and the demo loop; Ctrl-C stops it
 	$(BIN)/python scripts/local_stack.py up
 
 stop: ## Stop every process the local stack started
-	@test -x $(BIN)/python && $(BIN)/python scripts/local_stack.py down || true
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/local_stack.py down; fi
 
 status: $(STAMP) ## Show which parts of the local stack are running
 	$(BIN)/python scripts/local_stack.py status
