@@ -1,0 +1,195 @@
+"""`<model>__continuous_training` (Level 1): retrain, judge against `@champion`, register, hand over.
+
+One DAG per model config in `include/models/`. The task bodies call `include.continuous_training`;
+heavy libraries load inside the tasks, never when this file is parsed.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from model_dags import (
+    challenger_asset,
+    configs_for_stage,
+    curated_batch_asset,
+    dag_id,
+    dag_tags,
+    data_start,
+    default_args,
+    retrain_request_asset,
+    to_pendulum,
+)
+
+STAGE = "continuous_training"
+
+DOC = """
+### Continuous training for `{model}`
+
+Google's Level 1: the pipeline, not a person, retrains on fresh data and hands over only a
+better model. Five triggers, recorded on every run (MLflow tag `airflow_trigger`):
+**on_demand** (this form or `bin/airflow dags trigger {dag_id} --conf '{{"reason": "…"}}'`),
+**schedule** (`{schedule}`), **new_data** (every {every_n} curated batches),
+**drift** and **performance** (the drift sensor's `{model}__retrain_request` Asset).
+
+1. **plan_run**: check the conf, name the trigger, decide whether to train.
+2. **assemble_training_set**: curated rows of the window joined with labels that had arrived
+   by the cutoff (point-in-time correct), split by time into train / validation / holdout.
+3. **validate_training_set**: GX checks that the data can be trained on.
+4. **train_candidate**: fit the sklearn Pipeline; log params, metrics, dataset and model to MLflow.
+5. **evaluate_candidate**: candidate and `@champion` on the same holdout; the gate's verdict
+   (thresholds, gain over the champion, slices, NaN, convergence) goes on the MLflow run.
+6. **register_candidate**: register the version; only a blessed one becomes `@challenger`.
+   A rejection is a normal outcome: the run succeeds and says why.
+7. **announce_challenger**: update `{model}__challenger` for delivery (skipped on rejection).
+"""
+
+
+def build(config):
+    curated = curated_batch_asset(config)
+    retrain = retrain_request_asset(config)
+    challenger = challenger_asset(config)
+    assets = curated | retrain
+    if config.training.schedule:
+        schedule = AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(config.training.schedule, timezone="UTC"), assets=assets
+        )
+    else:
+        schedule = assets
+
+    @dag(
+        dag_id=dag_id(config.name, STAGE),
+        schedule=schedule,
+        start_date=to_pendulum(data_start(config)),
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(config, 1),
+        default_args=default_args(config),
+        doc_md=DOC.format(
+            model=config.name,
+            dag_id=dag_id(config.name, STAGE),
+            schedule=config.training.schedule or "no schedule",
+            every_n=config.training.every_n_batches,
+        ),
+        params={
+            "reason": Param("manual", type="string", minLength=1, title="Reason",
+                            description="Why you are retraining; recorded on the MLflow run."),
+            "window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
+                                 description=f"Days of data to train on; empty = {config.training.window_days} "
+                                             "from the model config."),
+            "cutoff": Param(None, type=["null", "string"], format="date", title="Cutoff day",
+                            description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day."),
+            "hyperparameters": Param({}, type="object", title="Hyperparameter overrides",
+                                     description="Estimator params to override, e.g. {\"max_iter\": 100}."),
+        },
+    )
+    def continuous_training():
+        @task(retries=0)
+        def plan_run(**context) -> dict:
+            """Validate the conf, name the trigger, and skip a new-data run that should wait."""
+            from include import continuous_training as ct
+            from include import training_triggers
+
+            dag_run = context["dag_run"]
+            try:
+                training_triggers.check_request(dag_run.conf or {})
+                events = {
+                    getattr(asset, "name", str(asset)): [dict(event.extra or {}) for event in asset_events]
+                    for asset, asset_events in context["triggering_asset_events"].items()
+                }
+                trigger = training_triggers.describe_trigger(str(dag_run.run_type), events, context["params"]["reason"])
+                train, why = training_triggers.should_train(config, trigger["trigger"])
+                if not train:
+                    raise AirflowSkipException(why)
+                cutoff = training_triggers.resolve_cutoff(config, context["params"]["cutoff"])
+            except training_triggers.InvalidTrainingRequest as exc:
+                raise AirflowFailException(str(exc)) from exc
+            start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            run_ctx = ct.RunContext(
+                dag_id=dag_run.dag_id,
+                run_id=dag_run.run_id,
+                trigger=trigger["trigger"],
+                data_interval_start=start.isoformat() if start else None,
+                data_interval_end=end.isoformat() if end else None,
+                git_commit=ct.current_git_commit(),
+            )
+            print(f"Training {config.name}: trigger {trigger['trigger']} ({trigger['reason']}); {why}; "
+                  f"data up to {cutoff}")
+            return {
+                "run_ctx": run_ctx.__dict__,
+                "trigger": trigger,
+                "cutoff": cutoff.isoformat(),
+                "window_days": context["params"]["window_days"],
+                "hyperparameters": context["params"]["hyperparameters"] or {},
+            }
+
+        @task
+        def assemble_training_set(plan: dict) -> dict:
+            """Point-in-time correct training set, split by time; written as Parquet."""
+            from include import continuous_training as ct
+
+            return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"])
+
+        @task(retries=0)
+        def validate_training_set(plan: dict, assembled: dict) -> dict:
+            """GX checks that the data can be trained on; fails the run when it cannot."""
+            from include import continuous_training as ct
+
+            try:
+                return ct.validate(config, plan["run_ctx"], assembled["training_set_uri"])
+            except ct.NotTrainable as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        @task
+        def train_candidate(plan: dict, assembled: dict, validated: dict) -> dict:
+            """Fit the candidate and log it to MLflow (a retry finds the run again)."""
+            from include import continuous_training as ct
+
+            return ct.train(config, plan["run_ctx"], assembled["training_set_uri"], plan["hyperparameters"])
+
+        @task
+        def evaluate_candidate(plan: dict, assembled: dict, trained: dict) -> dict:
+            """Judge the candidate against @champion on the same holdout; record the verdict."""
+            from include import continuous_training as ct
+
+            return ct.evaluate(config, plan["run_ctx"], assembled["training_set_uri"], trained["mlflow_run_id"])
+
+        @task
+        def register_candidate(plan: dict, trained: dict, evaluated: dict) -> dict:
+            """Register the version; set @challenger only when the gate passed."""
+            import datetime as dt
+
+            from include import continuous_training as ct
+            from include import training_triggers
+
+            registered = ct.register(config, plan["run_ctx"], trained["mlflow_run_id"])
+            training_triggers.record_training(config.name, dt.date.fromisoformat(plan["cutoff"]),
+                                              plan["run_ctx"]["run_id"])
+            verdict = "BLESSED" if registered["verdict"]["passed"] else "REJECTED, aliases untouched"
+            if registered["alias_set"]:
+                verdict += ", now @challenger"
+            print(f"Gate verdict for {config.name} version {registered['version']}: {verdict}. "
+                  f"Reasons: {'; '.join(registered['verdict']['reasons'])}")
+            return registered
+
+        @task(outlets=[challenger])
+        def announce_challenger(plan: dict, registered: dict, **context) -> dict:
+            """Tell model delivery there is a new challenger (skipped when the gate rejected it)."""
+            if not registered["alias_set"]:
+                raise AirflowSkipException("the candidate was rejected; there is no new challenger")
+            event = {"version": str(registered["version"]), "trigger": plan["trigger"]["trigger"],
+                     "run_id": plan["run_ctx"]["run_id"]}
+            context["outlet_events"][challenger].extra = event
+            return event
+
+        plan = plan_run()
+        assembled = assemble_training_set(plan)
+        validated = validate_training_set(plan, assembled)
+        trained = train_candidate(plan, assembled, validated)
+        evaluated = evaluate_candidate(plan, assembled, trained)
+        announce_challenger(plan, register_candidate(plan, trained, evaluated))
+
+    return continuous_training()
+
+
+for model_config in configs_for_stage(STAGE):
+    build(model_config)

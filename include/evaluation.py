@@ -1,0 +1,354 @@
+"""Evaluation: metrics, slice metrics, plots, and the gate a challenger must pass.
+
+The gate (`judge_candidate`) is the Evaluator's "blessing" in TFX terms: a verdict with the
+numbers behind it, recorded on the MLflow run so deployment reads it instead of recomputing it.
+Candidate and champion are always scored on the SAME holdout, the newest rows of the candidate's
+training window, which neither model has seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from include.features import feature_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from include.config import Metric, ModelConfig
+
+DECISION_THRESHOLD = 0.5
+
+
+def _ranking(fn: Callable) -> Callable:
+    """A ranking metric, undefined (NaN) when the labels hold a single class."""
+
+    def metric(y_true: np.ndarray, scores: np.ndarray) -> float:
+        return float(fn(y_true, scores)) if len(np.unique(y_true)) == 2 else math.nan
+
+    return metric
+
+
+def _decisions(scores: np.ndarray) -> np.ndarray:
+    return (scores >= DECISION_THRESHOLD).astype(int)
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "roc_auc": _ranking(skm.roc_auc_score),
+    "average_precision": _ranking(skm.average_precision_score),
+    "brier_score": lambda y, p: float(skm.brier_score_loss(y, p)),
+    "log_loss": lambda y, p: float(skm.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+    "accuracy": lambda y, p: float(skm.accuracy_score(y, _decisions(p))),
+    "f1": lambda y, p: float(skm.f1_score(y, _decisions(p), zero_division=0.0)),
+}
+"""Every metric the library computes, on 0/1 labels and the positive class's probability."""
+
+
+@dataclass
+class EvaluationResult:
+    """How one model did on one frame: metrics, primary metric per slice, NaN predictions."""
+
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    nan_predictions: int = 0
+    rows: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-able (NaN metrics become None)."""
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class GateVerdict:
+    """The gate's decision: passed or not, why, and every check with its numbers."""
+
+    passed: bool
+    reasons: list[str]
+    checks: list[dict[str, Any]]
+
+    def to_dict(self) -> dict:
+        return _jsonable(asdict(self))
+
+    def summary(self) -> str:
+        """One line for logs and tags: the verdict and the failed checks' reasons."""
+        if self.passed:
+            return f"PASSED: all {len(self.checks)} checks passed"
+        return f"REJECTED ({len(self.reasons)} of {len(self.checks)} checks failed): " + "; ".join(self.reasons)
+
+
+def check_metric_names(config: ModelConfig) -> None:
+    """Raises ValueError naming `evaluation.metrics.<name>` for a metric the library lacks."""
+    for name in config.evaluation.metrics:
+        if name not in METRICS:
+            raise ValueError(
+                f"{config.name}.yaml: key 'evaluation.metrics.{name}': unknown metric {name!r}; "
+                f"expected one of {sorted(METRICS)}"
+            )
+
+
+def positive_scores(config: ModelConfig, model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The model's probability of the positive label for each row of the frame's raw features."""
+    probabilities = model.predict_proba(frame[feature_columns(config)])
+    column = list(model.classes_).index(config.target.positive_label)
+    return np.asarray(probabilities[:, column], dtype=float)
+
+
+def positive_labels(config: ModelConfig, frame: pd.DataFrame) -> np.ndarray:
+    """1 where the target is the positive label, else 0."""
+    return (frame[config.target.column] == config.target.positive_label).to_numpy(dtype=int)
+
+
+def count_nan_predictions(config: ModelConfig, model: Any, frame: pd.DataFrame, scores=None) -> int:
+    """Rows whose predicted probability is NaN or infinite."""
+    scores = positive_scores(config, model, frame) if scores is None else scores
+    return int((~np.isfinite(scores)).sum())
+
+
+def compute_metrics(config: ModelConfig, model: Any, frame: pd.DataFrame, scores=None) -> dict[str, float]:
+    """Every metric of `METRICS` (a superset of `evaluation.metrics`) on the frame.
+
+    Rows with a NaN prediction are left out (the gate fails them separately); a metric that is
+    undefined on the rows, e.g. ROC AUC with a single class, is NaN.
+
+    Args:
+        scores: the positive-class probabilities when already computed, to predict only once.
+    """
+    check_metric_names(config)
+    scores = positive_scores(config, model, frame) if scores is None else scores
+    finite = np.isfinite(scores)
+    labels, scores = positive_labels(config, frame)[finite], scores[finite]
+    if not len(labels):
+        return dict.fromkeys(METRICS, math.nan)
+    return {name: fn(labels, scores) for name, fn in METRICS.items()}
+
+
+def compute_slice_metrics(
+    config: ModelConfig, model: Any, frame: pd.DataFrame, scores=None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The primary metric per value of each slice column (`evaluation.slices`).
+
+    Returns:
+        {slice column: {value: {<primary metric>: value, "rows": rows}}}, leaving out values with
+        fewer than `evaluation.min_slice_rows` rows or a single class, where the metric says nothing.
+    """
+    evaluation = config.evaluation
+    check_metric_names(config)
+    scores = positive_scores(config, model, frame) if scores is None else scores
+    labels, metric = positive_labels(config, frame), METRICS[evaluation.primary_metric]
+    finite = np.isfinite(scores)
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for column in evaluation.slices:
+        values = frame[column].to_numpy()
+        result[column] = {}
+        for value in sorted({v for v in values if isinstance(v, str) or not _is_nan(v)}, key=str):
+            rows = (values == value) & finite
+            if rows.sum() < evaluation.min_slice_rows or len(np.unique(labels[rows])) < 2:
+                continue
+            result[column][str(value)] = {
+                evaluation.primary_metric: metric(labels[rows], scores[rows]),
+                "rows": int(rows.sum()),
+            }
+    return result
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def evaluate_model(config: ModelConfig, model: Any, frame: pd.DataFrame) -> tuple[EvaluationResult, np.ndarray]:
+    """Metrics, slice metrics and NaN count of one model on one frame, predicting only once.
+
+    Returns:
+        The EvaluationResult and the positive-class probabilities (for plots and golden examples).
+    """
+    scores = positive_scores(config, model, frame)
+    result = EvaluationResult(
+        metrics=compute_metrics(config, model, frame, scores),
+        slices=compute_slice_metrics(config, model, frame, scores),
+        nan_predictions=count_nan_predictions(config, model, frame, scores),
+        rows=len(frame),
+    )
+    return result, scores
+
+
+def save_plots(config: ModelConfig, frame: pd.DataFrame, scores: np.ndarray, folder: Path) -> list[Path]:
+    """Confusion matrix, ROC curve and calibration curve as PNG files (matplotlib's Agg backend).
+
+    Returns:
+        The paths written, in that order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from sklearn.calibration import CalibrationDisplay
+
+    folder.mkdir(parents=True, exist_ok=True)
+    finite = np.isfinite(scores)
+    labels, scores = positive_labels(config, frame)[finite], scores[finite]
+    predicted = _decisions(scores)
+    drawings = {
+        "confusion_matrix.png": lambda ax: skm.ConfusionMatrixDisplay.from_predictions(
+            labels, predicted, labels=[0, 1], ax=ax, colorbar=False
+        ),
+        "roc_curve.png": lambda ax: skm.RocCurveDisplay.from_predictions(labels, scores, ax=ax),
+        "calibration_curve.png": lambda ax: CalibrationDisplay.from_predictions(
+            labels, scores, n_bins=10, ax=ax
+        ),
+    }
+    paths = []
+    for name, draw in drawings.items():
+        figure = Figure(figsize=(5, 4))
+        axes = figure.subplots()
+        draw(axes)
+        axes.set_title(f"{config.name}: {name.removesuffix('.png').replace('_', ' ')} (holdout)")
+        figure.savefig(folder / name, dpi=100)
+        paths.append(folder / name)
+    return paths
+
+
+# --- the gate ------------------------------------------------------------------------------------
+
+
+def judge_candidate(
+    config: ModelConfig,
+    candidate: EvaluationResult,
+    champion: EvaluationResult | None,
+    converged: bool,
+) -> GateVerdict:
+    """Should this candidate become the challenger? Every check must pass.
+
+    - threshold: each metric with a `threshold` meets it (>= when greater is better, else <=);
+    - gain over the champion (MLflow MetricThreshold semantics, same holdout): candidate >=
+      champion + min_absolute_change, and >= champion + min_relative_change * |champion| (mirrored
+      when lower is better; with a zero baseline, strictly better by 1e-10);
+    - slices: no slice's primary metric worse than the champion's by more than `slice_tolerance`;
+    - no NaN predictions, and training converged.
+
+    With no champion (bootstrap) the comparison checks are skipped: thresholds, NaN predictions
+    and convergence decide.
+    """
+    check_metric_names(config)
+    checks: list[dict[str, Any]] = []
+    for name, rule in config.evaluation.metrics.items():
+        value = candidate.metrics.get(name, math.nan)
+        base = champion.metrics.get(name, math.nan) if champion else None
+        if rule.threshold is not None:
+            checks.append(_compare(f"threshold:{name}", value, base, rule.threshold, rule.greater_is_better))
+        if champion is not None:
+            checks += _gain_checks(name, rule, value, base)
+    if champion is not None:
+        checks += _slice_checks(config, candidate, champion)
+    checks.append(
+        {
+            "name": "no_nan_predictions",
+            "passed": candidate.nan_predictions == 0,
+            "candidate": candidate.nan_predictions,
+            "champion": champion.nan_predictions if champion else None,
+            "required": 0,
+            "comparison": "==",
+        }
+    )
+    checks.append(
+        {
+            "name": "training_converged",
+            "passed": bool(converged),
+            "candidate": bool(converged),
+            "champion": None,
+            "required": True,
+            "comparison": "==",
+        }
+    )
+    reasons = [_reason(check) for check in checks if not check["passed"]]
+    return GateVerdict(passed=not reasons, reasons=reasons, checks=_jsonable(checks))
+
+
+def _compare(name: str, value: float, base: float | None, required: float, greater_is_better: bool) -> dict:
+    comparison = ">=" if greater_is_better else "<="
+    passed = value >= required if greater_is_better else value <= required
+    return {
+        "name": name,
+        "passed": bool(passed and not math.isnan(value)),
+        "candidate": value,
+        "champion": base,
+        "required": required,
+        "comparison": comparison,
+    }
+
+
+def _gain_checks(name: str, rule: Metric, value: float, base: float) -> list[dict]:
+    sign = 1 if rule.greater_is_better else -1
+    checks = []
+    if rule.min_absolute_change is not None:
+        required = base + sign * rule.min_absolute_change
+        checks.append(_compare(f"gain_absolute:{name}", value, base, required, rule.greater_is_better))
+    if rule.min_relative_change is not None:
+        step = rule.min_relative_change * abs(base) if base != 0 else 1e-10
+        checks.append(_compare(f"gain_relative:{name}", value, base, base + sign * step, rule.greater_is_better))
+    if math.isnan(base):
+        for check in checks:
+            check.update(passed=True, note="the champion has no value on this holdout: nothing to beat")
+    return checks
+
+
+def _slice_checks(config: ModelConfig, candidate: EvaluationResult, champion: EvaluationResult) -> list[dict]:
+    evaluation = config.evaluation
+    primary = evaluation.primary_metric
+    greater_is_better = evaluation.metrics[primary].greater_is_better
+    sign = 1 if greater_is_better else -1
+    checks = []
+    for column, values in candidate.slices.items():
+        for value, numbers in values.items():
+            base = champion.slices.get(column, {}).get(value, {}).get(primary)
+            if base is None or math.isnan(base):
+                continue
+            required = base - sign * evaluation.slice_tolerance
+            check = _compare(f"slice:{column}={value}:{primary}", numbers[primary], base, required, greater_is_better)
+            check["rows"] = numbers["rows"]
+            checks.append(check)
+    return checks
+
+
+def _reason(check: dict) -> str:
+    name, value, base = check["name"], check["candidate"], check["champion"]
+    required, comparison = check["required"], check["comparison"]
+    kind, _, subject = name.partition(":")
+    if kind == "threshold":
+        return f"{subject} {_fmt(value)} fails the threshold (needs {comparison} {_fmt(required)})"
+    if kind in ("gain_absolute", "gain_relative"):
+        change = kind.removeprefix("gain_")
+        return (
+            f"{subject} {_fmt(value)} does not beat the champion's {_fmt(base)} by the required {change} "
+            f"change (needs {comparison} {_fmt(required)})"
+        )
+    if kind == "slice":
+        return (
+            f"slice {subject} {_fmt(value)} is worse than the champion's {_fmt(base)} beyond the "
+            f"tolerance (needs {comparison} {_fmt(required)})"
+        )
+    if name == "no_nan_predictions":
+        return f"{value} NaN predictions on the holdout (needs 0)"
+    return "training did not converge"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
