@@ -164,11 +164,6 @@ def build(config):
             registered = ct.register(config, plan["run_ctx"], trained["mlflow_run_id"])
             training_triggers.record_training(config.name, dt.date.fromisoformat(plan["cutoff"]),
                                               plan["run_ctx"]["run_id"])
-            verdict = "BLESSED" if registered["verdict"]["passed"] else "REJECTED, aliases untouched"
-            if registered["alias_set"]:
-                verdict += ", now @challenger"
-            print(f"Gate verdict for {config.name} version {registered['version']}: {verdict}. "
-                  f"Reasons: {'; '.join(registered['verdict']['reasons'])}")
             return registered
 
         @task(outlets=[challenger])
