@@ -7,6 +7,7 @@ imports Airflow. The DAG folder is the project's own `dags/`.
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,13 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLOPS_MODELS_DIR", str(models))
     for name in ("MLOPS_DATA_DIR", "MLOPS_REPORTS_DIR"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    tracking_uri = f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    if "mlflow" in sys.modules:
+        # An earlier test's code may have set MLflow's process-wide URIs; they win over the
+        # environment, so point them at this test's store too.
+        sys.modules["mlflow"].set_tracking_uri(tracking_uri)
+        sys.modules["mlflow"].set_registry_uri(tracking_uri)
     (state / "mlflow").mkdir(parents=True)
     return state
 
