@@ -21,6 +21,16 @@ from model_dags import (
 )
 
 STAGE = "continuous_training"
+# Runs nobody asked for by hand: when the data is not ready yet they skip (and say why) instead
+# of failing, and the next batch or schedule tries again. A person's or a monitor's request fails.
+AUTOMATIC_TRIGGERS = ("schedule", "new_data")
+
+
+def trigger_is_automatic(context) -> bool:
+    return str(context["dag_run"].run_type) in ("scheduled", "asset_triggered") and not any(
+        name.endswith("__retrain_request")
+        for name in (getattr(asset, "name", "") for asset in context["triggering_asset_events"])
+    )
 
 DOC = """
 ### Continuous training for `{model}`
@@ -102,6 +112,8 @@ def build(config):
                     raise AirflowSkipException(why)
                 cutoff = training_triggers.resolve_cutoff(config, context["params"]["cutoff"])
             except training_triggers.InvalidTrainingRequest as exc:
+                if trigger_is_automatic(context):
+                    raise AirflowSkipException(f"not training yet: {exc}") from exc
                 raise AirflowFailException(str(exc)) from exc
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
             run_ctx = ct.RunContext(
@@ -127,7 +139,12 @@ def build(config):
             """Point-in-time correct training set, split by time; written as Parquet."""
             from include import continuous_training as ct
 
-            return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"])
+            try:
+                return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"])
+            except ct.NotTrainable as exc:
+                if plan["trigger"]["trigger"] in AUTOMATIC_TRIGGERS:
+                    raise AirflowSkipException(f"not training yet, the data is not ready: {exc}") from exc
+                raise AirflowFailException(str(exc)) from exc
 
         @task(retries=0)
         def validate_training_set(plan: dict, assembled: dict) -> dict:
@@ -137,6 +154,8 @@ def build(config):
             try:
                 return ct.validate(config, plan["run_ctx"], assembled["training_set_uri"])
             except ct.NotTrainable as exc:
+                if plan["trigger"]["trigger"] in AUTOMATIC_TRIGGERS:
+                    raise AirflowSkipException(f"not training yet, the data is not ready: {exc}") from exc
                 raise AirflowFailException(str(exc)) from exc
 
         @task

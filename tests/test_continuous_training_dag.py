@@ -81,3 +81,23 @@ def test_a_conf_with_an_unknown_key_fails_before_any_work(airflow_db, small_worl
         (settings.state_dir() / "runs" / "credit_default").glob("*/training_set")
     )
     assert registry.client().search_model_versions("name='credit_default'") == []
+
+
+def test_only_schedule_and_new_data_runs_count_as_automatic():
+    import importlib.util
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset
+
+    spec = importlib.util.spec_from_file_location("ct_dag", settings.PROJECT_ROOT / "dags" / "continuous_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def context(run_type, *asset_names):
+        return {"dag_run": SimpleNamespace(run_type=run_type),
+                "triggering_asset_events": {Asset(name): [] for name in asset_names}}
+
+    assert module.trigger_is_automatic(context("scheduled"))
+    assert module.trigger_is_automatic(context("asset_triggered", "credit_default__curated_batch"))
+    assert not module.trigger_is_automatic(context("manual"))
+    assert not module.trigger_is_automatic(context("asset_triggered", "credit_default__retrain_request"))
