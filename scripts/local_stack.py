@@ -356,6 +356,15 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[2]), int(fields[19])
 
 
+def proc_session(pid: int) -> int | None:
+    """The session id of a process, from /proc; None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2 :].split()[3])
+
+
 def process_start_time(pid: int) -> int | None:
     stat = proc_stat(pid) if HAS_PROC else None
     return stat[2] if stat else None
@@ -411,20 +420,26 @@ def own_lineage() -> set[int]:
     return lineage
 
 
-def stack_processes(airflow_home: Path) -> list[int]:
-    """Pids of running processes started with this stack's environment (AIRFLOW_HOME and the marker).
+def stack_processes(airflow_home: Path, sessions: Iterable[int] = ()) -> list[int]:
+    """Pids of running processes started with this stack's environment (AIRFLOW_HOME and the marker),
+    or still in one of the services' `sessions`.
 
     This finds what escaped the services' process groups: Airflow's task supervisors and task
     processes call setpgid(0, 0), and a service killed with SIGKILL leaves its children behind.
-    The marker spares a shell in which someone merely exported the same AIRFLOW_HOME.
+    The marker spares a shell in which someone merely exported the same AIRFLOW_HOME. The session
+    check catches task processes whose setproctitle overwrote the memory /proc/<pid>/environ reads.
     """
     if not HAS_PROC:
         return []
     wanted = {f"AIRFLOW_HOME={airflow_home}".encode(), f"{STACK_MARKER}=1".encode()}
+    sessions = set(sessions)
     spared = own_lineage()
     found = []
     for pid in all_pids():
         if pid in spared:
+            continue
+        if sessions and proc_session(pid) in sessions and process_alive(pid, None):
+            found.append(pid)
             continue
         try:
             environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
@@ -479,17 +494,18 @@ def stop_stack(config: StackConfig, record: StackRecord | None) -> bool:
     servers = [service for service in services if service.port is not None]
     stopped = stop_services(clients) + stop_services(servers)
 
-    strays = stack_processes(config.airflow_home)
+    sessions = [service.pgid for service in services]
+    strays = stack_processes(config.airflow_home, sessions)
     if strays:
         print(f"Stopping {len(strays)} process(es) of the stack outside the services' process groups:")
         for pid in strays:
             print(f"  pid {pid}: {command_line(pid)}")
         signal_pids(strays, signal.SIGTERM)
-        if not wait_until(lambda: not stack_processes(config.airflow_home), 5):
-            signal_pids(stack_processes(config.airflow_home), signal.SIGKILL)
-            wait_until(lambda: not stack_processes(config.airflow_home), 5)
+        if not wait_until(lambda: not stack_processes(config.airflow_home, sessions), 5):
+            signal_pids(stack_processes(config.airflow_home, sessions), signal.SIGKILL)
+            wait_until(lambda: not stack_processes(config.airflow_home, sessions), 5)
 
-    left = set(live_group_members(s.pgid for s in services)) | set(stack_processes(config.airflow_home))
+    left = set(live_group_members(sessions)) | set(stack_processes(config.airflow_home, sessions))
     if left:
         details = "\n".join(f"  pid {pid}: {command_line(pid)}" for pid in sorted(left))
         print(f"Error: these processes of the stack are still running:\n{details}", file=sys.stderr)
@@ -715,7 +731,7 @@ def refuse_if_running(config: StackConfig) -> None:
             f"The local stack is already running (started by pid {record.supervisor_pid}; "
             f"Airflow at {record.urls.get('Airflow')}). Stop it with `make stop` first."
         )
-    leftovers = stack_processes(config.airflow_home)
+    leftovers = stack_processes(config.airflow_home, [s.pgid for s in record.services] if record else [])
     if leftovers:
         raise StackError(
             f"Processes of an earlier stack are still running (pids {leftovers}). "
@@ -967,7 +983,7 @@ def down(config: StackConfig) -> int:
         else:
             print("It did not finish in time; stopping the processes from here.")
     groups = [service.pgid for service in record.services] if record else []
-    if not live_group_members(groups) and not stack_processes(config.airflow_home):
+    if not live_group_members(groups) and not stack_processes(config.airflow_home, groups):
         if not asked_up:
             print("The local stack is not running.")
         config.stack_file.unlink(missing_ok=True)

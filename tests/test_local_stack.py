@@ -261,6 +261,23 @@ def test_stop_ends_clients_before_servers_and_sweeps_stack_processes_outside_the
         shell_with_same_home.wait()
 
 
+def test_a_task_process_left_in_a_services_session_is_found_without_the_stack_environment(tmp_path):
+    child_code = "import os, time; os.setpgid(0, 0); time.sleep(60)"
+    service_code = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child_code!r}]); time.sleep(60)"
+    )
+    service = subprocess.Popen([sys.executable, "-c", service_code], start_new_session=True, env={})
+    try:
+        local_stack.wait_until(lambda: len(local_stack.stack_processes(tmp_path, [service.pid])) == 2, 10)
+        found = local_stack.stack_processes(tmp_path, [service.pid])
+        assert service.pid in found and len(found) == 2
+        assert local_stack.stack_processes(tmp_path) == []
+    finally:
+        for pid in local_stack.stack_processes(tmp_path, [service.pid]):
+            os.kill(pid, signal.SIGKILL)
+        service.wait()
+
+
 def test_down_with_nothing_running_succeeds(tmp_path, capsys):
     assert local_stack.down(a_config(tmp_path)) == 0
     assert "not running" in capsys.readouterr().out
