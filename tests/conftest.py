@@ -66,3 +66,12 @@ def airflow_db() -> Path:
 
     db.initdb()
     return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def one_openmp_thread():
+    """One OpenMP thread: on a busy 2-core machine more threads make HistGradientBoosting far slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from threadpoolctl import threadpool_limits
 
 from include import continuous_training as ct
 from include import registry
@@ -17,10 +16,7 @@ CUTOFF = FIRST_DAY + dt.timedelta(days=39)
 WEAK = {"max_iter": 1, "max_leaf_nodes": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_openmp_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture

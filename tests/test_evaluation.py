@@ -22,11 +22,7 @@ from include.evaluation import (
 from include.training import fit
 from tests.ct_world import labelled_frame, small_config
 
-
-@pytest.fixture(autouse=True)
-def one_openmp_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture

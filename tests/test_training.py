@@ -5,7 +5,6 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from include import storage
 from include.training import build_model, fit, validate_overrides
@@ -20,12 +19,7 @@ from include.training_data import (
 )
 from tests.ct_world import FIRST_DAY, fill_stores, labelled_frame, small_config, with_estimator
 
-
-@pytest.fixture(autouse=True)
-def one_openmp_thread():
-    """One OpenMP thread: on a busy machine more threads make HistGradientBoosting far slower."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture
