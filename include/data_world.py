@@ -51,8 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.config import ModelConfig, Scenario, Schema, SyntheticSource
-
-LABEL_TIMESTAMP = "label_timestamp"
+from include.storage import LABEL_TIMESTAMP
 
 EMPLOYMENT_TYPES = ("salaried", "self_employed", "unemployed", "retired", "student")
 HOME_OWNERSHIPS = ("own", "mortgage", "rent", "other")

@@ -18,6 +18,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from include.features import feature_columns
+from include.jsonable import to_jsonable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +63,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict:
         """JSON-able (NaN metrics become None)."""
-        return _jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
 
 @dataclass
@@ -74,7 +75,7 @@ class GateVerdict:
     checks: list[dict[str, Any]]
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
     def summary(self) -> str:
         """One line for logs and tags: the verdict and the failed checks' reasons."""
@@ -267,7 +268,7 @@ def judge_candidate(
         }
     )
     reasons = [_reason(check) for check in checks if not check["passed"]]
-    return GateVerdict(passed=not reasons, reasons=reasons, checks=_jsonable(checks))
+    return GateVerdict(passed=not reasons, reasons=reasons, checks=to_jsonable(checks))
 
 
 def _compare(name: str, value: float, base: float | None, required: float, greater_is_better: bool) -> dict:
@@ -340,15 +341,3 @@ def _reason(check: dict) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

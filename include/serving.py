@@ -70,6 +70,7 @@ from pydantic import BaseModel
 from include import settings
 from include.config import Column, ModelConfig, discover_model_configs
 from include.prediction_log import LOG_COLUMNS, PredictionBatch, PredictionLogWriter
+from include.registry import CHAMPION
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,7 +81,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 DECISION_THRESHOLD = 0.5
 DEFAULT_POLL_SECONDS = 5.0
 BODY_BYTES_PER_RECORD = 4096
@@ -436,7 +436,7 @@ class ModelSlot:
         served = self.served
         return {
             "name": self.config.name,
-            "alias": CHAMPION_ALIAS,
+            "alias": CHAMPION,
             "ready": served is not None,
             "version": served.version if served else None,
             "run_id": served.run_id if served else None,
@@ -455,7 +455,7 @@ class ModelSlot:
         if self.last_checked_at is None:
             return f"model {self.config.name!r} is not ready: the registry has not been read yet"
         return (f"model {self.config.name!r} is not ready: no version of the registered model "
-                f"has the alias {CHAMPION_ALIAS!r} yet")
+                f"has the alias {CHAMPION!r} yet")
 
 
 class ChampionFollower:
@@ -507,14 +507,14 @@ class ChampionFollower:
             served = slot.served
             still = f"still serving version {served.version}" if served else "nothing is served"
             try:
-                model_version = self.client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+                model_version = self.client.get_model_version_by_alias(name, CHAMPION)
             except MlflowException as exc:
                 slot.last_checked_at = dt.datetime.now(dt.UTC)
                 if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                     slot.champion_version = None
-                    slot.last_error = f"no version has the alias {CHAMPION_ALIAS!r}; {still}" if served else None
+                    slot.last_error = f"no version has the alias {CHAMPION!r}; {still}" if served else None
                     return slot.last_error
-                slot.last_error = f"cannot read the alias {CHAMPION_ALIAS!r} from the registry: {exc}; {still}"
+                slot.last_error = f"cannot read the alias {CHAMPION!r} from the registry: {exc}; {still}"
                 return slot.last_error
             version = str(model_version.version)
             slot.champion_version = version
@@ -767,7 +767,7 @@ def create_app(
 
     app = FastAPI(
         title="Prediction service",
-        summary=f"Serves the `{CHAMPION_ALIAS}` version of each configured model and logs every prediction.",
+        summary=f"Serves the `{CHAMPION}` version of each configured model and logs every prediction.",
         lifespan=lifespan,
     )
     app.state.service = service

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 CURATED_FILE = "batch.parquet"
 LABELS_FILE = "labels.parquet"
 REPORT_FILE = "validation.json"
+# When a label became known; training joins only labels known by its cutoff.
+LABEL_TIMESTAMP = "label_timestamp"
 
 
 def day_partition(day: dt.date) -> str:

@@ -18,11 +18,12 @@ import pandas as pd
 
 from include import storage
 from include.features import feature_columns, non_nullable_features
+from include.jsonable import to_jsonable
+from include.storage import LABEL_TIMESTAMP
 
 if TYPE_CHECKING:
     from include.config import ModelConfig, Split
 
-LABEL_TIMESTAMP = "label_timestamp"
 SPLITS = ("train", "validation", "holdout")
 
 
@@ -243,7 +244,7 @@ def _validate_with_gx(config: ModelConfig, frame: pd.DataFrame, cutoff: dt.date 
         batch_parameters={"dataframe": frame}
     )
     result = batch.validate(training_set_suite(config, cutoff))
-    return _jsonable(result.to_json_dict())
+    return to_jsonable(result.to_json_dict())
 
 
 _GX_CHECK_NAMES = {
@@ -318,18 +319,3 @@ def _separates_classes(values: pd.Series, positive: pd.Series) -> bool:
     positives_per_value = np.bincount(codes, weights=is_positive, minlength=len(uniques))
     rows_per_value = np.bincount(codes, minlength=len(uniques))
     return bool(np.all((positives_per_value == 0) | (positives_per_value == rows_per_value)))
-
-
-def _jsonable(value: Any) -> Any:
-    """GX results with timestamps and numpy scalars turned into JSON types."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
