@@ -276,7 +276,21 @@ class Serving(_Strict):
 
 
 class Deployment(_Strict):
+    """How a blessed version reaches production (`<model>__model_deployment`).
+
+    `promotion: approval` makes a person approve each promotion in the Airflow UI, as Google's
+    Level 2 keeps the production step manual; unanswered after `approval_timeout_hours` counts as
+    a rejection. After promotion the live service must serve the version within
+    `service_timeout_seconds`, answer the golden examples, and take a load test of
+    `load_test_rate` single-record requests per second for `load_test_seconds` without errors
+    and with p99 latency within `serving.latency_budget_ms`.
+    """
+
     promotion: Literal["automatic", "approval"] = "automatic"
+    approval_timeout_hours: Annotated[float, Field(gt=0)] = 168
+    service_timeout_seconds: Annotated[float, Field(gt=0)] = 120
+    load_test_rate: Annotated[float, Field(gt=0)] = 20
+    load_test_seconds: Annotated[float, Field(gt=0)] = 5
 
 
 class ModelConfig(_Strict):

@@ -33,9 +33,12 @@ Following the alias: a background thread asks the registry every `poll_seconds` 
 new version (download, unpickle, one smoke prediction on a record built from the schema) and only
 then swaps it in; requests keep using the old version until the swap. If the new version fails to
 load, the old one keeps serving and `/health` and `/models/{model}` show `last_error`; that version
-is retried after `retry_failed_seconds`, or at once by the reload endpoint. If the alias
-disappears, the last loaded version keeps serving. A deployment knows its promotion is live when
-`GET /models/{model}` shows the promoted `version` (or right away from the reload endpoint).
+is retried after `retry_failed_seconds`, or at once by the reload endpoint. When the alias is
+removed (a rollback of the first deployment has no earlier champion to restore), the model is no
+longer served: requests get 503 until a version holds `champion` again, rather than answers from
+a version nobody stands behind. A registry that cannot be reached changes nothing.
+A deployment knows its promotion is live when `GET /models/{model}` shows the promoted
+`version` (or right away from the reload endpoint).
 Every prediction is written to the prediction log (`include.prediction_log`), buffered in memory
 and appended by a background thread about once a second, and on shutdown.
 
@@ -511,9 +514,11 @@ class ChampionFollower:
             except MlflowException as exc:
                 slot.last_checked_at = dt.datetime.now(dt.UTC)
                 if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                    slot.champion_version = None
-                    slot.last_error = f"no version has the alias {CHAMPION!r}; {still}" if served else None
-                    return slot.last_error
+                    if served is not None:
+                        logger.warning("model %s: no version has the alias %s any more; version %s is "
+                                       "no longer served", name, CHAMPION, served.version)
+                    slot.champion_version = slot.served = slot.last_error = None
+                    return None
                 slot.last_error = f"cannot read the alias {CHAMPION!r} from the registry: {exc}; {still}"
                 return slot.last_error
             version = str(model_version.version)

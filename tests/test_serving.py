@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 import yaml
 from sklearn.compose import make_column_transformer
 from sklearn.impute import SimpleImputer
@@ -27,11 +21,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from include import serving, settings
 from include.config import ModelConfig
 from include.prediction_log import read_prediction_log
-from include.serving import PredictionService, create_app
+from include.serving import PredictionService
+from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service
 
-MODEL = "credit_default"
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / f"{MODEL}.yaml"
-ADMIN_TOKEN = "test-admin-token"
 
 
 # --- the world: a tiny model, a registry, a running service ---------------------------------------
@@ -137,59 +130,6 @@ def champion(registry: Registry, first_pipeline: Pipeline) -> str:
     version = registry.register(first_pipeline)
     registry.set_champion(version)
     return version
-
-
-class Service:
-    """A prediction service running in uvicorn on a free loopback port, and an HTTP client for it."""
-
-    def __init__(self, poll_seconds: float) -> None:
-        self.app = create_app(poll_seconds=poll_seconds, admin_token=ADMIN_TOKEN, log_flush_seconds=0.1)
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def start(self) -> None:
-        self.thread.start()
-        wait_until(lambda: self.server.started, "the server to start")
-
-    def stop(self) -> None:
-        """A clean shutdown, as uvicorn does on SIGTERM."""
-        self.http.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.socket.close()
-
-    def predict(self, records: Any, **kwargs: Any) -> httpx.Response:
-        return self.http.post(f"/models/{MODEL}/predict", json={"records": records}, **kwargs)
-
-    def model_info(self) -> dict[str, Any]:
-        return self.http.get(f"/models/{MODEL}").json()
-
-    def wait_for(self, condition: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        """Poll `/models/credit_default` until `condition` holds on its answer."""
-        wait_until(lambda: condition(self.model_info()), what)
-        return self.model_info()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-@contextmanager
-def running_service(poll_seconds: float = 0.2) -> Iterator[Service]:
-    service = Service(poll_seconds)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture
@@ -400,6 +340,18 @@ def test_a_champion_that_fails_to_load_does_not_replace_the_served_version(
     assert service.predict([record(demo_config)]).json()["version"] == "1"
     health = service.http.get("/health").json()
     assert health["status"] == "degraded" and health["models"][MODEL]["last_error"] == info["last_error"]
+
+
+def test_a_removed_champion_alias_takes_the_model_out_of_service(
+    service: Service, registry: Registry, demo_config: ModelConfig
+) -> None:
+    registry.client.delete_registered_model_alias(MODEL, "champion")
+
+    info = service.wait_for(lambda info: not info["ready"], "the model to be taken out of service")
+
+    assert info["version"] is None and info["last_error"] is None
+    response = service.predict([record(demo_config)])
+    assert response.status_code == 503 and "champion" in response.json()["message"]
 
 
 def test_reload_requires_the_admin_token(service: Service) -> None:

@@ -1,0 +1,94 @@
+"""`<model>__model_rollback` (Level 2): one manual trigger puts an earlier version back in production.
+
+One DAG per model config in `include/models/`. The task bodies call `include.deployment` and
+`include.service_checks`; heavy libraries load inside the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+from model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
+
+STAGE = "model_rollback"
+
+DOC = """
+### Model rollback for `{model}`
+
+Only a person triggers it: `bin/airflow dags trigger {dag_id}` restores `@previous_champion`;
+`--conf '{{"version": "2", "reason": "…"}}'` restores a named version.
+
+1. **choose_target**: the named version, else `@previous_champion`.
+2. **restore_champion**: `champion` ← the target; `previous_champion` ← the version the target had
+   itself replaced, so a second rollback goes one step further back. The version taken out of
+   service is tagged `deployment_status=rolled_back` with the reason.
+3. **verify_live_service**: the prediction service serves the target and answers its golden
+   examples with their recorded outputs.
+
+A deployment that fails its post-promotion checks rolls itself back without this DAG.
+"""
+
+
+def build(config):
+    @dag(
+        dag_id=dag_id(config.name, STAGE),
+        schedule=None,
+        start_date=to_pendulum(data_start(config)),
+        catchup=False,
+        max_active_runs=1,
+        tags=dag_tags(config, 2),
+        default_args=default_args(config),
+        doc_md=DOC.format(model=config.name, dag_id=dag_id(config.name, STAGE)),
+        params={
+            "version": Param(None, type=["null", "string"], title="Version to restore",
+                             description="Empty = @previous_champion."),
+            "reason": Param("manual rollback", type="string", minLength=1, title="Reason",
+                            description="Why; recorded on the version taken out of service."),
+        },
+    )
+    def model_rollback():
+        @task(retries=0)
+        def choose_target(**context) -> dict:
+            """The version to restore, fixed once so that a retried task never goes further back."""
+            from include import deployment
+
+            try:
+                return deployment.rollback_target(config, context["params"]["version"])
+            except deployment.DeploymentRefused as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        @task
+        def restore_champion(target: dict, **context) -> dict:
+            """Point @champion at the target (nothing moves when it already is the champion)."""
+            from include import deployment
+
+            who = context["dag_run"].triggering_user_name or "unknown"
+            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})")
+            print(f"@champion of {config.name} is version {restored['champion']} "
+                  f"(was {restored['rolled_back_from'] or 'already'})")
+            return restored
+
+        @task
+        def verify_live_service(restored: dict) -> dict:
+            """The service serves the restored version and answers its golden examples."""
+            from include import deployment, service_checks, settings
+
+            version, url = restored["champion"], settings.serving_url()
+            try:
+                service_checks.wait_until_serving(
+                    url, config.name, version, timeout=config.deployment.service_timeout_seconds,
+                    admin_token=os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"),
+                )
+                return service_checks.smoke_test(url, config.name, version, deployment.golden_examples(config, version))
+            except (service_checks.ServiceCheckFailed, deployment.DeploymentRefused) as exc:
+                raise AirflowFailException(f"version {version} is @champion again, but {exc}") from exc
+
+        verify_live_service(restore_champion(choose_target()))
+
+    return model_rollback()
+
+
+for model_config in configs_for_stage(STAGE):
+    build(model_config)

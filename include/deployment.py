@@ -1,0 +1,258 @@
+"""Model delivery: which version may go to production, the alias moves, and how they are undone.
+
+The registry's aliases are the deployment: the prediction service serves whatever `champion`
+points to. A deployment of version V
+
+1. checks V's gate verdict (tag `gate_passed`); an unblessed version is refused unless forced,
+   and a forced one carries who forced it and why (`deployment_forced_by`, `deployment_force_reason`);
+2. (infra validation and the live checks live in `include.infra_validation` and
+   `include.service_checks`; their figures are recorded on V by `record_checks`);
+3. promotes V: `previous_champion` ← the current champion, `champion` ← V, and `challenger` is
+   removed when it points at V. V keeps what it replaced (`replaced_champion`,
+   `replaced_previous_champion`), so that
+4. a failed deployment is undone exactly (`undo_promotion`), and a later rollback knows where the
+   history goes (`roll_back_to`).
+
+Every function is idempotent: promoting the champion again, or undoing an undone promotion,
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING
+
+from include import registry
+
+if TYPE_CHECKING:
+    from include.config import ModelConfig
+
+TAG_STATUS = "deployment_status"
+TAG_FORCED_BY = "deployment_forced_by"
+TAG_FORCE_REASON = "deployment_force_reason"
+TAG_REPLACED_CHAMPION = "replaced_champion"
+TAG_REPLACED_PREVIOUS = "replaced_previous_champion"
+TAG_PROMOTED_AT = "promoted_at"
+TAG_PROMOTED_BY_RUN = "promoted_by_airflow_run"
+TAG_ROLLBACK_REASON = "rollback_reason"
+NONE = "none"
+
+STATUS_PROMOTED = "promoted"
+STATUS_SERVING = "serving"
+STATUS_ROLLED_BACK = "rolled_back"
+
+
+class DeploymentRefused(ValueError):
+    """The version may not be deployed (or rolled back to); the message says why and what to do."""
+
+
+def resolve_version(config: ModelConfig, requested: str | None = None, announced: str | None = None) -> str:
+    """The version to deploy: the one a person named, else the announced challenger, else `@challenger`.
+
+    Raises:
+        DeploymentRefused: no such version, or nothing named and no challenger.
+    """
+    name = config.name
+    if requested or announced:
+        wanted = str(requested or announced)
+        _existing_version(name, wanted)
+        return wanted
+    challenger = registry.get_alias_version(name, registry.CHALLENGER)
+    if challenger is None:
+        raise DeploymentRefused(
+            f"{name!r} has no @{registry.CHALLENGER} to deploy; trigger with --conf '{{\"version\": \"<n>\"}}'"
+        )
+    return str(challenger.version)
+
+
+def check_candidate(
+    config: ModelConfig, version: str, *, force: bool = False, reason: str = "", requested_by: str | None = None
+) -> dict:
+    """Refuse a version the gate did not bless, unless a person forces it and says why.
+
+    Returns:
+        {"version", "gate_passed", "gate_summary", "forced", "champion"} (the champion now, or None).
+
+    Raises:
+        DeploymentRefused: unblessed and not forced, or forced without a reason.
+    """
+    name = config.name
+    model_version = _existing_version(name, version)
+    passed = model_version.tags.get(registry.TAG_GATE_PASSED) == "true"
+    summary = model_version.tags.get(registry.TAG_GATE_SUMMARY, "no gate verdict recorded")
+    if not passed and not force:
+        raise DeploymentRefused(
+            f"version {version} of {name!r} did not pass the gate ({summary}); to deploy it anyway, trigger with "
+            f"--conf '{{\"version\": \"{version}\", \"force\": true, \"reason\": \"<why>\"}}'"
+        )
+    if not passed and not reason.strip():
+        raise DeploymentRefused(f"forcing version {version} of {name!r} needs a reason (the Param 'reason')")
+    if not passed:
+        client = registry.client()
+        client.set_model_version_tag(name, version, TAG_FORCED_BY, requested_by or "unknown")
+        client.set_model_version_tag(name, version, TAG_FORCE_REASON, reason.strip())
+    champion = registry.get_champion_version(name)
+    return {
+        "version": str(version),
+        "gate_passed": passed,
+        "gate_summary": summary,
+        "forced": not passed,
+        "champion": str(champion.version) if champion else None,
+    }
+
+
+def promote(config: ModelConfig, version: str, airflow_run_id: str) -> dict:
+    """`previous_champion` ← champion, `champion` ← `version`, `challenger` removed if it was `version`.
+
+    Returns:
+        {"version", "replaced_champion", "changed"}; `changed` is False when `version` already
+        was the champion (a retried task), and then no alias moves.
+    """
+    name = config.name
+    client = registry.client()
+    champion = registry.get_champion_version(name)
+    previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
+    changed = champion is None or str(champion.version) != str(version)
+    if changed:
+        tags = {
+            TAG_REPLACED_CHAMPION: str(champion.version) if champion else NONE,
+            TAG_REPLACED_PREVIOUS: str(previous.version) if previous else NONE,
+            TAG_PROMOTED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            TAG_PROMOTED_BY_RUN: airflow_run_id,
+            TAG_STATUS: STATUS_PROMOTED,
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        if champion is not None:
+            client.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, str(champion.version))
+        client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+    challenger = registry.get_alias_version(name, registry.CHALLENGER)
+    if challenger is not None and str(challenger.version) == str(version):
+        client.delete_registered_model_alias(name, registry.CHALLENGER)
+    replaced = client.get_model_version(name, version).tags.get(TAG_REPLACED_CHAMPION, NONE)
+    return {"version": str(version), "replaced_champion": None if replaced == NONE else replaced, "changed": changed}
+
+
+def undo_promotion(config: ModelConfig, version: str, reason: str) -> dict:
+    """Put the aliases back as they were before `version` was promoted, and say why on `version`.
+
+    Nothing moves when `version` is not the champion (it was never promoted, or is already
+    undone); the service then serves what it served before.
+
+    Returns:
+        {"undone": bool, "champion": the champion afterwards or None}.
+    """
+    name = config.name
+    client = registry.client()
+    champion = registry.get_champion_version(name)
+    if champion is None or str(champion.version) != str(version):
+        return {"undone": False, "champion": str(champion.version) if champion else None}
+    tags = champion.tags
+    restored = tags.get(TAG_REPLACED_CHAMPION, NONE)
+    _point_alias(name, registry.CHAMPION, restored)
+    _point_alias(name, registry.PREVIOUS_CHAMPION, tags.get(TAG_REPLACED_PREVIOUS, NONE))
+    client.set_model_version_tag(name, version, TAG_STATUS, STATUS_ROLLED_BACK)
+    client.set_model_version_tag(name, version, TAG_ROLLBACK_REASON, reason[:5000])
+    return {"undone": True, "champion": None if restored == NONE else restored}
+
+
+def rollback_target(config: ModelConfig, requested: str | None = None) -> dict:
+    """The version a rollback restores: the one named, else `@previous_champion`.
+
+    Returns:
+        {"target", "champion"} (the champion now, or None).
+
+    Raises:
+        DeploymentRefused: the version does not exist, or there is no previous champion.
+    """
+    name = config.name
+    champion = registry.get_champion_version(name)
+    if requested:
+        target = str(_existing_version(name, str(requested)).version)
+    else:
+        previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
+        if previous is None:
+            raise DeploymentRefused(
+                f"{name!r} has no @{registry.PREVIOUS_CHAMPION} to roll back to; name a version with "
+                "--conf '{\"version\": \"<n>\"}'"
+            )
+        target = str(previous.version)
+    return {"target": target, "champion": str(champion.version) if champion else None}
+
+
+def roll_back_to(config: ModelConfig, target: str, reason: str) -> dict:
+    """`champion` ← `target`; `previous_champion` ← the version `target` itself had replaced.
+
+    So a second rollback goes one step further back in the deployment history, never forward
+    to the version just rolled back. The version that was champion is tagged `rolled_back`
+    with the reason. Idempotent: when `target` is already the champion, nothing moves.
+
+    Returns:
+        {"champion": target, "rolled_back_from": the former champion or None, "changed"}.
+    """
+    name = config.name
+    client = registry.client()
+    champion = registry.get_champion_version(name)
+    if champion is not None and str(champion.version) == str(target):
+        return {"champion": str(target), "rolled_back_from": None, "changed": False}
+    before = _existing_version(name, target).tags.get(TAG_REPLACED_CHAMPION, NONE)
+    _point_alias(name, registry.PREVIOUS_CHAMPION, NONE if before == str(target) else before)
+    client.set_registered_model_alias(name, registry.CHAMPION, str(target))
+    if champion is not None:
+        client.set_model_version_tag(name, champion.version, TAG_STATUS, STATUS_ROLLED_BACK)
+        client.set_model_version_tag(name, champion.version, TAG_ROLLBACK_REASON, reason[:5000])
+    client.set_model_version_tag(name, target, TAG_STATUS, STATUS_SERVING)
+    return {"champion": str(target), "rolled_back_from": str(champion.version) if champion else None,
+            "changed": True}
+
+
+def golden_examples(config: ModelConfig, version: str) -> dict:
+    """The golden examples recorded with `version` at training (inputs and expected outputs).
+
+    Raises:
+        DeploymentRefused: the version has none (it cannot be smoke-tested).
+    """
+    import mlflow
+
+    model_version = _existing_version(config.name, version)
+    uri = model_version.tags.get(registry.TAG_GOLDEN_EXAMPLES)
+    if not uri:
+        raise DeploymentRefused(
+            f"version {version} of {config.name!r} has no golden examples (tag {registry.TAG_GOLDEN_EXAMPLES!r}), "
+            "so the live service cannot be checked with it"
+        )
+    registry.client()
+    return mlflow.artifacts.load_dict(uri)
+
+
+def record_checks(config: ModelConfig, version: str, prefix: str, figures: dict) -> None:
+    """Record check figures on the version as tags `<prefix>_<key>` (numbers and short texts)."""
+    client = registry.client()
+    for key, value in figures.items():
+        if value is None or isinstance(value, dict | list):
+            continue
+        client.set_model_version_tag(config.name, version, f"{prefix}_{key}", json.dumps(value)
+                                     if isinstance(value, bool) else str(value))
+
+
+def mark_serving(config: ModelConfig, version: str) -> None:
+    registry.client().set_model_version_tag(config.name, version, TAG_STATUS, STATUS_SERVING)
+
+
+def _point_alias(name: str, alias: str, version: str) -> None:
+    """Point `alias` at `version`, or remove it when `version` is "none"."""
+    client = registry.client()
+    if version != NONE:
+        client.set_registered_model_alias(name, alias, version)
+    elif registry.get_alias_version(name, alias) is not None:
+        client.delete_registered_model_alias(name, alias)
+
+
+def _existing_version(name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return registry.client().get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise DeploymentRefused(f"{name!r} has no version {version!r} in the model registry") from exc
