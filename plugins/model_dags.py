@@ -89,3 +89,20 @@ def interval_day(context) -> dt.date:
     if start is None:
         raise ValueError('this run has no data interval: trigger it with --conf \'{"day": "YYYY-MM-DD"}\'')
     return dt.date(start.year, start.month, start.day)
+
+
+def event_days(context) -> list[dt.date]:
+    """The days named by the Asset events that triggered the run (their `day` extra), oldest first.
+
+    Empty for a run no event triggered, or when a person named the day in the `day` Param (the
+    Param wins: a manual run scores the day it asks for).
+    """
+    if (context.get("params") or {}).get("day"):
+        return []
+    days = set()
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            day = (event.extra or {}).get("day")
+            if day:
+                days.add(dt.date.fromisoformat(day))
+    return sorted(days)

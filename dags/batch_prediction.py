@@ -1,0 +1,89 @@
+"""`<model>__batch_prediction` (Level 1): score every curated batch with `@champion`.
+
+One DAG per model config in `include/models/`. The task body calls `include.batch_prediction`;
+heavy libraries load inside the task, never when this file is parsed.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+from model_dags import (
+    configs_for_stage,
+    curated_batch_asset,
+    dag_id,
+    dag_tags,
+    data_start,
+    default_args,
+    event_days,
+    interval_day,
+    to_pendulum,
+)
+
+STAGE = "batch_prediction"
+
+DOC = """
+### Batch prediction for `{model}`
+
+Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), for the
+day the batch event names; or by hand for the day in the **day** field.
+
+**score_curated_batch**: load the version holding `@champion`, score the day's curated batch, and
+write the predictions, each with the model version that made it, to
+`batch_predictions/day=YYYY-MM-DD/predictions.parquet`. A re-run replaces the day's file, so a day
+is never scored twice into the store. The drift sensor reads these predictions for prediction
+drift and, once the labels arrive, for realized performance.
+
+The run is **skipped**, saying why, when no version is `@champion` yet or the day has no curated
+batch (quarantined by ingestion, or not ingested yet).
+"""
+
+
+def build(config):
+    curated = curated_batch_asset(config)
+
+    @dag(
+        dag_id=dag_id(config.name, STAGE),
+        schedule=curated,
+        start_date=to_pendulum(data_start(config)),
+        catchup=False,
+        tags=dag_tags(config, 1),
+        default_args=default_args(config),
+        doc_md=DOC.format(model=config.name),
+        params={
+            "day": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                title="Day",
+                description="The day (YYYY-MM-DD) whose curated batch to score. Leave empty to score the "
+                            "day(s) named by the curated-batch event that triggered the run.",
+            ),
+        },
+    )
+    def batch_prediction():
+        @task
+        def score_curated_batch(**context) -> list[dict]:
+            """Score the day's curated batch with @champion; store the predictions with the version."""
+            from include import batch_prediction as bp
+
+            days = event_days(context) or [interval_day(context)]
+            scored, skipped = [], []
+            for day in days:
+                try:
+                    scored.append(bp.score_day(config, day))
+                except bp.NothingToScore as exc:
+                    skipped.append(str(exc))
+            if not scored:
+                raise AirflowSkipException("; ".join(skipped))
+            for reason in skipped:
+                print(f"Skipped: {reason}")
+            return scored
+
+        score_curated_batch()
+
+    return batch_prediction()
+
+
+for model_config in configs_for_stage(STAGE):
+    build(model_config)

@@ -1,0 +1,610 @@
+"""Monitoring: one check of the drift sensor, end to end, for one window.
+
+What `<model>__drift_sensor` runs each day. A check of the day D (window W = `monitoring.window_days`):
+
+    champion ──► reference profile ──► drift ──────────────┐
+    (@champion,   (its training set,    (curated rows of    ├─► retrain policy ──► retrain request
+     lineage)      found through         D-W+1 … D vs the   │   (history,            (Asset event
+                   MLflow, built once    reference; scores   │    cooldown, cap)       metadata)
+                   per version)          vs the reference's) │
+                                       performance ──────────┘
+                                       (predictions of the events whose labels have arrived
+                                        by D, i.e. event days D-delay-W+1 … D-delay, against
+                                        the champion's holdout metric)
+
+and for people: Evidently's HTML and JSON reports (data drift, and prediction drift) in
+`<reports>/<model>/drift/day=D/version=V/`, the same files and the numbers on an MLflow run of
+the model's experiment (tag `mlops_run_kind = drift_check`), and one row in the metrics history
+(`include.retrain_policy.read_history`).
+
+Where the inputs come from:
+
+- the window's inputs are the curated store (validated batches; ingestion quarantines broken
+  ones, so a data-quality incident never reaches the check, and a day whose batch was
+  quarantined is reported as such, never as drift);
+- the window's scores are the batch predictions the champion made for those days, and where it
+  made none, the champion scores the rows here;
+- scored rows are the batch predictions and the online prediction log of the label window,
+  joined with the labels that had arrived by D (point-in-time, as training does).
+
+The reference is the champion's training split (the rows it was fitted on), found through MLflow
+lineage: the champion version's run, its dataset input of context `training`, that dataset's
+source. The reference scores are the champion's scores on the validation and holdout splits,
+rows it never saw: scores on its own training rows are more confident than on new data, so they
+would look like prediction drift on every ordinary day.
+
+Re-running a window is idempotent: the history row of (day, champion version) is replaced, the
+MLflow run of that window and version is found again by its tags, the reports are overwritten,
+and the retrain request is emitted once (`mark_request_emitted`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from include import prediction_log, registry, settings, storage
+from include.batch_prediction import positive_probabilities
+from include.drift import (
+    REPORT_SAMPLE_ROWS,
+    DriftResult,
+    ReferenceProfile,
+    build_reference_profile,
+    detect_drift,
+    reference_profile_path,
+    write_evidently_report,
+)
+from include.performance import performance_dropped, realized_performance
+from include.retrain_policy import Decision, check_record, record_check, retrain_request_metadata
+
+if TYPE_CHECKING:
+    from include.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+TAG_RUN_KIND = "mlops_run_kind"
+RUN_KIND = "drift_check"
+TAG_WINDOW_START = "monitoring_window_start"
+TAG_WINDOW_END = "monitoring_window_end"
+TAG_MONITORED_VERSION = "monitored_version"
+TAG_RETRAIN = "retrain_requested"
+TAG_REQUEST_EMITTED = "retrain_request_emitted"
+TRAINING_CONTEXT = "training"
+CHECK_FILE = "check.json"
+PREDICTION_COLUMN = "prediction"
+SCORED_COLUMNS = ("probability", "version")
+"""Besides the entity column: what realized performance needs of a prediction."""
+PERFORMANCE_MIN_ROWS = 3_000
+PERFORMANCE_MAX_DAYS = 7
+
+
+class WindowNotReady(LookupError):
+    """The checked day has neither a curated nor a quarantined batch yet: nothing to check."""
+
+
+class NoChampion(LookupError):
+    """No version holds `@champion`: there is no reference to compare with."""
+
+
+# --- the champion and its reference --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The monitored version: where its training set is and what it scored on its holdout."""
+
+    version: str
+    run_id: str
+    training_set: Path
+    holdout_metric: float | None
+
+
+def current_champion(config: ModelConfig) -> Champion:
+    """The `@champion` version, its training set (through MLflow lineage) and its holdout metric.
+
+    Raises:
+        NoChampion: no version holds the alias yet.
+    """
+    version = registry.get_champion_version(config.name)
+    if version is None:
+        raise NoChampion(f"{config.name} has no @{registry.CHAMPION} yet: there is nothing to monitor")
+    run = registry.client().get_run(version.run_id)
+    holdout = run.data.metrics.get(f"holdout_{config.evaluation.primary_metric}")
+    return Champion(str(version.version), version.run_id, training_set_of(run), holdout)
+
+
+def training_set_of(run) -> Path:
+    """The folder of the training set a run was fitted on, from its MLflow dataset inputs.
+
+    Continuous training logs each split as a dataset input (context `training`, `validation`,
+    `holdout`) whose source is the split's Parquet file; the training split's folder holds all
+    three. The run's `training_set_uri` tag is the fallback for runs logged without datasets.
+
+    Raises:
+        LookupError: the run records no training set.
+    """
+    for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
+        contexts = {tag.value for tag in dataset_input.tags if tag.key == "mlflow.data.context"}
+        if TRAINING_CONTEXT not in contexts:
+            continue
+        source = json.loads(dataset_input.dataset.source or "{}")
+        uri = source.get("uri") or source.get("path")
+        if uri:
+            return Path(uri.removeprefix("file://")).parent
+    tagged = run.data.tags.get("training_set_uri")
+    if tagged:
+        return Path(tagged)
+    raise LookupError(f"MLflow run {run.info.run_id} records no training dataset (no lineage to a reference)")
+
+
+def reference_profile(config: ModelConfig, champion: Champion, model: Any | None = None) -> ReferenceProfile:
+    """The champion's reference profile: loaded when saved, else built once and saved.
+
+    Args:
+        model: the champion's loaded model, when the caller has it (else it is loaded from the
+            registry, only when the profile must be built).
+    """
+    path = reference_profile_path(config.name, champion.version)
+    if path.exists():
+        return ReferenceProfile.load(path)
+    train = pd.read_parquet(champion.training_set / "train.parquet")
+    unseen = [champion.training_set / f"{split}.parquet" for split in ("validation", "holdout")]
+    unseen = pd.concat([pd.read_parquet(part) for part in unseen if part.exists()], ignore_index=True)
+    model = model if model is not None else registry.load_model_version(config.name, champion.version)
+    scores = positive_probabilities(config, model, unseen) if len(unseen) else None
+    profile = build_reference_profile(config, train, scores, model_version=champion.version)
+    profile.save(path)
+    log.info("%s: built the reference profile of version %s from %s (%d rows) into %s",
+             config.name, champion.version, champion.training_set, len(train), path)
+    return profile
+
+
+# --- the window ----------------------------------------------------------------------------------
+
+
+def window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date]:
+    """The days whose inputs the check of `day` compares: the `monitoring.window_days` up to `day`."""
+    return day - dt.timedelta(days=config.monitoring.window_days - 1), day
+
+
+def label_window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date]:
+    """The newest event days whose labels have arrived by `day`: the window, `label_delay_days` earlier."""
+    delay = dt.timedelta(days=config.target.label_delay_days)
+    first, last = window_of(config, day)
+    return first - delay, last - delay
+
+
+def performance_window(
+    config: ModelConfig, day: dt.date, scored_on: Callable[[dt.date], pd.DataFrame], version: str
+) -> tuple[tuple[dt.date, dt.date], pd.DataFrame]:
+    """The event days whose predictions the realized performance of `day` is measured on, and those predictions.
+
+    The label window (`label_window_of`), widened into older days while it holds fewer than
+    `PERFORMANCE_MIN_ROWS` predictions of the monitored version, up to `PERFORMANCE_MAX_DAYS` days:
+    a ranking metric on a few hundred rows moves by more than the allowed drop from one ordinary
+    day to the next, and would request retrains on noise.
+
+    Args:
+        scored_on: the predictions (entity, probability, version) made for one event day.
+    """
+    first, last = label_window_of(config, day)
+    frames = [scored_on(when) for when in _days(first, last)]
+    rows = sum(int((frame["version"].astype(str) == version).sum()) for frame in frames)
+    while rows < PERFORMANCE_MIN_ROWS and (last - first).days + 1 < PERFORMANCE_MAX_DAYS:
+        first -= dt.timedelta(days=1)
+        older = scored_on(first)
+        frames.insert(0, older)
+        rows += int((older["version"].astype(str) == version).sum())
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return (first, last), pd.DataFrame(columns=[config.schema.entity_column, *SCORED_COLUMNS])
+    return (first, last), pd.concat(frames, ignore_index=True)
+
+
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def quarantined_days(config: ModelConfig, first: dt.date, last: dt.date) -> list[dt.date]:
+    """Days of the window whose batch ingestion quarantined and never curated."""
+    return [
+        day for day in _days(first, last)
+        if not storage.curated_path(config.name, day).exists() and storage.quarantined_batches(config.name, day)
+    ]
+
+
+def _read_days(paths: list[Path], columns: list[str] | None = None) -> pd.DataFrame:
+    frames = [pd.read_parquet(path, columns=columns) for path in paths if path.exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or [])
+
+
+def window_scores(
+    config: ModelConfig, version: str, days: list[dt.date], window: pd.DataFrame, load_model
+) -> np.ndarray:
+    """The champion's scores on the window's rows: its batch predictions where it made them.
+
+    Days the champion did not score in batch (or scored with another version) are scored here.
+    """
+    scores, unscored = [], []
+    for day in days:
+        path = prediction_log.batch_predictions_path(config.name, day)
+        stored = pd.read_parquet(path, columns=["probability", "version"]) if path.exists() else None
+        if stored is not None and len(stored) and (stored["version"].astype(str) == version).all():
+            scores.append(stored["probability"].to_numpy(dtype="float64"))
+        elif storage.curated_path(config.name, day).exists():
+            unscored.append(day)
+    if unscored:
+        timestamp = config.schema.timestamp_column
+        stamps = pd.to_datetime(window[timestamp]).dt.date if timestamp in window else None
+        rows = window if stamps is None else window[stamps.isin(unscored)]
+        if len(rows):
+            scores.append(positive_probabilities(config, load_model(), rows))
+    return np.concatenate(scores) if scores else np.array([], dtype="float64")
+
+
+def scored_on(config: ModelConfig, day: dt.date) -> pd.DataFrame:
+    """Entity, probability and version of every prediction (batch and online) made for the day."""
+    entity = config.schema.entity_column
+    columns = [entity, *SCORED_COLUMNS]
+    batch = _read_days([prediction_log.batch_predictions_path(config.name, day)], columns)
+    online = prediction_log.read_prediction_log(config.name, day, day)
+    online = online[columns] if entity in online.columns and len(online) else pd.DataFrame(columns=columns)
+    frames = [frame for frame in (batch, online) if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def arrived_labels(config: ModelConfig, first_event_day: dt.date, day: dt.date) -> pd.DataFrame:
+    """Labels that arrived from `first_event_day` to `day` (none arrives before its event)."""
+    columns = [config.schema.entity_column, config.target.column]
+    days = [when for when in storage.label_days(config.name) if first_event_day <= when <= day]
+    return _read_days([storage.labels_path(config.name, when) for when in days], columns)
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+@dataclass
+class WindowCheck:
+    """The verdicts on one window and the policy's decision (what `assess_window` returns)."""
+
+    day: dt.date
+    window: tuple[dt.date, dt.date]
+    model_version: str
+    drift: DriftResult | None
+    realized: dict | None
+    metric_drop: float | None
+    decision: Decision
+
+    def to_dict(self) -> dict:
+        return {
+            "day": self.day.isoformat(),
+            "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
+            "model_version": self.model_version,
+            "drift": None if self.drift is None else self.drift.to_dict(),
+            "realized": self.realized,
+            "metric_drop": self.metric_drop,
+            "decision": self.decision.to_dict(),
+        }
+
+
+def assess_window(
+    config: ModelConfig,
+    day: dt.date,
+    profile: ReferenceProfile,
+    window: pd.DataFrame,
+    scores: np.ndarray | None,
+    scored: pd.DataFrame,
+    labels: pd.DataFrame,
+    holdout_metric: float | None,
+) -> WindowCheck:
+    """Drift and realized performance of one window, decided on and recorded in the history.
+
+    The sensor's verdict without its reports: the detection-quality simulation calls this for
+    every day of the data world, the sensor calls it through `run_check`.
+
+    Args:
+        profile: the champion's reference profile (its version is the monitored version).
+        window: the window's curated rows (may be empty: no drift verdict then).
+        scores: the champion's scores on the window's rows, for prediction drift.
+        scored: predictions (entity, probability, version) of the label window.
+        labels: the labels that have arrived (entity, target).
+        holdout_metric: the champion's primary metric on its holdout.
+    """
+    version = str(profile.model_version)
+    drift = detect_drift(config, profile, window, scores if scores is not None and len(scores) else None) \
+        if len(window) else None
+    realized, drop = None, None
+    if len(scored) and len(labels):
+        realized = realized_performance(config, scored, labels, model_version=version)
+        _, drop = performance_dropped(config, realized, holdout_metric)
+    decision = record_check(config, check_record(day, version, drift, realized, drop))
+    return WindowCheck(day, window_of(config, day), version, drift, realized, drop, decision)
+
+
+# --- one check, end to end -----------------------------------------------------------------------
+
+
+def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | None = None) -> dict:
+    """Check the window ending on `day` against `@champion`, keep the reports, decide on a retrain.
+
+    Args:
+        airflow_ids: {"dag_id", "run_id"} of the Airflow run, recorded on the MLflow run.
+
+    Returns:
+        JSON-able {"day", "window", "model_version", "rows", "quarantined_days", "drift_share",
+        "drifted_columns", "dataset_drifted", "prediction_drifted", "realized_metric",
+        "metric_drop", "labeled_rows", "decision": {"retrain", "reason", "explanation"},
+        "reports": {name: path}, "mlflow_run_id", "request": the retrain-request metadata or
+        None, "request_already_emitted": bool}.
+
+    Raises:
+        NoChampion: nothing to monitor yet.
+        WindowNotReady: the day's batch has been neither curated nor quarantined yet.
+    """
+    champion = current_champion(config)
+    first, last = window_of(config, day)
+    days = _days(first, last)
+    quarantined = quarantined_days(config, first, last)
+    if not storage.curated_path(config.name, day).exists() and day not in quarantined:
+        raise WindowNotReady(f"{config.name}: the batch of {day} has not been ingested yet; nothing to check")
+
+    model_cache: list[Any] = []
+
+    def load_model() -> Any:
+        if not model_cache:
+            model_cache.append(registry.load_model_version(config.name, champion.version))
+        return model_cache[0]
+
+    profile_exists = reference_profile_path(config.name, champion.version).exists()
+    profile = reference_profile(config, champion, None if profile_exists else load_model())
+    window = storage.read_curated(config.name, first, last)
+    scores = window_scores(config, champion.version, days, window, load_model) if len(window) else None
+    (label_first, _), scored = performance_window(
+        config, day, lambda when: scored_on(config, when), champion.version
+    )
+    labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
+    check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
+
+    folder = settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={champion.version}"
+    reports = write_reports(config, profile, window, scores, folder)
+    summary = _summary(check, quarantined, champion)
+    _write_json(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
+    reports["check"] = str(folder / CHECK_FILE)
+
+    run_id, already_emitted = log_monitoring_run(config, check, summary, folder, airflow_ids or {})
+    request = None
+    if check.decision.retrain:
+        request = retrain_request_metadata(
+            check.decision, check.window, check.drift, reports.get("data_drift_html"), check.realized,
+            model_version=champion.version,
+        )
+        request["monitoring_run_id"] = run_id
+    log.info("%s: check of %s against version %s: %s", config.name, day, champion.version,
+             check.decision.explanation)
+    return {
+        **summary,
+        "reports": reports,
+        "mlflow_run_id": run_id,
+        "request": request,
+        "request_already_emitted": already_emitted,
+    }
+
+
+def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion) -> dict:
+    drift = check.drift
+    prediction = drift.prediction if drift is not None else None
+    realized = check.realized or {}
+    explanation = check.decision.explanation
+    if quarantined:
+        explanation += (
+            f"; ingestion quarantined the batch of {', '.join(day.isoformat() for day in quarantined)}: "
+            "a data-quality failure, not drift, so it was left out of the window"
+        )
+    return {
+        "day": check.day.isoformat(),
+        "window": {"start": check.window[0].isoformat(), "end": check.window[1].isoformat()},
+        "model_version": check.model_version,
+        "rows": 0 if drift is None else drift.rows,
+        "quarantined_days": [day.isoformat() for day in quarantined],
+        "drift_share": None if drift is None else drift.drift_share,
+        "drifted_columns": [] if drift is None else drift.drifted_columns,
+        "dataset_drifted": None if drift is None else drift.dataset_drifted,
+        "scores": {} if drift is None else drift.scores,
+        "quality_issues": {} if drift is None else drift.quality_issues,
+        "prediction_drift_score": None if prediction is None else prediction.score,
+        "prediction_drifted": None if prediction is None else prediction.drifted,
+        "metric": realized.get("metric"),
+        "realized_metric": realized.get("value"),
+        "champion_holdout_metric": champion.holdout_metric,
+        "metric_drop": check.metric_drop,
+        "labeled_rows": realized.get("rows_joined", 0),
+        "decision": {**check.decision.to_dict(), "explanation": explanation},
+    }
+
+
+# --- reports for people --------------------------------------------------------------------------
+
+
+def write_reports(
+    config: ModelConfig, profile: ReferenceProfile, window: pd.DataFrame, scores: np.ndarray | None, folder: Path
+) -> dict[str, str]:
+    """Evidently's data drift report of the window and its prediction drift report, HTML and JSON.
+
+    Returns:
+        {"data_drift_html", "data_drift_json", "prediction_drift_html", "prediction_drift_json"}
+        for the reports that could be made (none for an empty window).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, str] = {}
+    if len(window):
+        written = write_evidently_report(config, profile.sample, window, folder)
+        reports.update({"data_drift_html": written["html"], "data_drift_json": written["json"]})
+    if scores is not None and len(scores) and profile.scores is not None:
+        written = write_prediction_drift_report(config, profile.scores.sorted_values, scores, folder)
+        reports.update({"prediction_drift_html": written["html"], "prediction_drift_json": written["json"]})
+    return reports
+
+
+def write_prediction_drift_report(
+    config: ModelConfig, reference_scores: np.ndarray, scores: np.ndarray, folder: Path,
+    max_rows: int = REPORT_SAMPLE_ROWS,
+) -> dict[str, str]:
+    """Evidently's `ValueDrift` of the model's output, the champion's scores on unseen rows as reference.
+
+    The reference is kept as sorted values, so evenly spaced order statistics stand for it; the
+    window's scores are sampled with a fixed seed. The method is the one `detect_drift` uses for
+    scores (the config's default when it fits numbers, else K-S).
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    from include.drift import _prediction_method
+
+    chosen = _prediction_method(config)
+    positions = np.linspace(0, len(reference_scores) - 1, min(max_rows, len(reference_scores))).round()
+    reference = pd.DataFrame({PREDICTION_COLUMN: reference_scores[positions.astype(np.int64)]})
+    rng = np.random.default_rng(0)
+    picked = scores if len(scores) <= max_rows else scores[np.sort(rng.choice(len(scores), max_rows, replace=False))]
+    current = pd.DataFrame({PREDICTION_COLUMN: picked})
+    definition = DataDefinition(numerical_columns=[PREDICTION_COLUMN])
+    report = Report(
+        [ValueDrift(column=PREDICTION_COLUMN, method=chosen.method, threshold=chosen.threshold)],
+        include_tests=True,
+        metadata={"model": config.name},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(
+            Dataset.from_pandas(current, data_definition=definition),
+            Dataset.from_pandas(reference, data_definition=definition),
+        )
+    html, as_json = folder / "prediction_drift.html", folder / "prediction_drift.json"
+    snapshot.save_html(str(html))
+    snapshot.save_json(str(as_json))
+    return {"html": str(html), "json": str(as_json)}
+
+
+# --- the MLflow monitoring run -------------------------------------------------------------------
+
+
+def find_monitoring_run(config: ModelConfig, day: dt.date, version: str, experiment_id: str | None = None):
+    """The MLflow run of the check of `day` against `version`, if one was made."""
+    import mlflow
+
+    experiment_id = experiment_id or registry.ensure_experiment(config.name)
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=(
+            f"tags.{TAG_RUN_KIND} = '{RUN_KIND}' and tags.{TAG_WINDOW_END} = '{day.isoformat()}' "
+            f"and tags.{TAG_MONITORED_VERSION} = '{registry.quoted(version)}'"
+        ),
+        order_by=["attributes.start_time ASC"],
+        output_format="list",
+    )
+    return runs[0] if runs else None
+
+
+def monitoring_runs(config: ModelConfig) -> list:
+    """Every drift-check run of the model, oldest window first."""
+    import mlflow
+
+    experiment_id = registry.ensure_experiment(config.name)
+    return mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.{TAG_RUN_KIND} = '{RUN_KIND}'",
+        order_by=[f"tags.{TAG_WINDOW_END} ASC"],
+        output_format="list",
+    )
+
+
+def log_monitoring_run(
+    config: ModelConfig, check: WindowCheck, summary: dict, folder: Path, airflow_ids: dict[str, str]
+) -> tuple[str, bool]:
+    """Log the check on the MLflow run of its window and version (created once, then reused).
+
+    Returns:
+        (run id, whether an earlier run of this window already emitted the retrain request).
+    """
+    from mlflow.entities import Metric
+
+    mlflow_client = registry.client()
+    experiment_id = registry.ensure_experiment(config.name)
+    existing = find_monitoring_run(config, check.day, check.model_version, experiment_id)
+    emitted = existing is not None and existing.data.tags.get(TAG_REQUEST_EMITTED) == "true"
+    tags = {
+        TAG_RUN_KIND: RUN_KIND,
+        TAG_WINDOW_START: check.window[0].isoformat(),
+        TAG_WINDOW_END: check.window[1].isoformat(),
+        TAG_MONITORED_VERSION: check.model_version,
+        TAG_RETRAIN: str(check.decision.retrain).lower(),
+        "retrain_reason": check.decision.reason or "",
+        "explanation": summary["decision"]["explanation"][:4000],
+        "drifted_columns": ", ".join(summary["drifted_columns"]),
+        **({registry.TAG_AIRFLOW_DAG_ID: airflow_ids["dag_id"]} if airflow_ids.get("dag_id") else {}),
+        **({registry.TAG_AIRFLOW_RUN_ID: airflow_ids["run_id"]} if airflow_ids.get("run_id") else {}),
+    }
+    if existing is None:
+        run = mlflow_client.create_run(
+            experiment_id, run_name=f"drift-check-{check.day.isoformat()}-v{check.model_version}", tags=tags
+        )
+        run_id = run.info.run_id
+    else:
+        run_id = existing.info.run_id
+        for key, value in tags.items():
+            mlflow_client.set_tag(run_id, key, value)
+    values = {
+        "rows": summary["rows"],
+        "drift_share": summary["drift_share"],
+        "drifted_columns_count": len(summary["drifted_columns"]),
+        "prediction_drift_score": summary["prediction_drift_score"],
+        f"realized_{config.evaluation.primary_metric}": summary["realized_metric"],
+        "metric_drop": summary["metric_drop"],
+        "labeled_rows": summary["labeled_rows"],
+        "retrain": float(check.decision.retrain),
+        **{f"drift_score.{name}": score for name, score in summary["scores"].items()},
+    }
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if value is not None]
+    mlflow_client.log_batch(run_id, metrics=metrics)
+    if existing is None:
+        mlflow_client.log_param(run_id, "window_days", config.monitoring.window_days)
+    mlflow_client.log_artifacts(run_id, str(folder), artifact_path="drift_report")
+    mlflow_client.set_terminated(run_id)
+    return run_id, emitted
+
+
+def mark_request_emitted(run_id: str) -> None:
+    """Remember on the check's MLflow run that its retrain request went out (a re-run will not resend it)."""
+    registry.client().set_tag(run_id, TAG_REQUEST_EMITTED, "true")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, payload: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)

@@ -1,0 +1,156 @@
+"""One drift-sensor check end to end: real MLflow lineage, real Evidently reports, the history."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from include import batch_prediction, monitoring, registry, settings, storage
+from include.drift import ReferenceProfile, reference_profile_path
+from include.retrain_policy import read_history
+from include.training_triggers import RETRAIN_REQUEST_KEYS
+from tests.monitoring_world import day, make_champion, monitored_world
+
+ROWS_PER_DAY = 250
+
+
+@pytest.fixture
+def world(state_dir, demo_config, one_openmp_thread):
+    """40 days of data (250 rows a day) and a champion trained on the days up to day 30."""
+    config = monitored_world(state_dir, demo_config, days=40, rows_per_day=ROWS_PER_DAY)
+    version = make_champion(config, day(30))
+    return config, version
+
+
+def shift_incomes(config, when: dt.date, factor: float = 3.0) -> None:
+    """Rewrite the day's curated batch with incomes `factor` times higher (a covariate shift)."""
+    batch = storage.read_curated(config.name, when, when)
+    batch["annual_income"] = batch["annual_income"] * factor
+    storage.write_curated_batch(config.name, when, batch)
+
+
+def flip_labels(config, event_day: dt.date) -> None:
+    """The outcomes of the event day's applications arrive inverted (the world's link changed)."""
+    arrival = event_day + dt.timedelta(days=config.target.label_delay_days)
+    labels = pd.read_parquet(storage.labels_path(config.name, arrival))
+    labels[config.target.column] = 1 - labels[config.target.column]
+    storage.write_labels(config.name, arrival, labels)
+
+
+def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
+    config, version = world
+
+    result = monitoring.run_check(config, day(33), {"dag_id": "sensor", "run_id": "scheduled__1"})
+
+    assert result["model_version"] == version and result["rows"] == ROWS_PER_DAY
+    assert result["decision"]["retrain"] is False and result["request"] is None
+    for name in ("data_drift_html", "data_drift_json", "prediction_drift_html", "prediction_drift_json", "check"):
+        assert Path(result["reports"][name]).stat().st_size > 0, name
+    assert Path(result["reports"]["data_drift_html"]).is_relative_to(settings.reports_dir())
+    evidently = json.loads(Path(result["reports"]["prediction_drift_json"]).read_text())
+    assert any("ValueDrift" in metric["config"]["type"] for metric in evidently["metrics"])
+    run = registry.client().get_run(result["mlflow_run_id"])
+    assert run.data.tags[monitoring.TAG_RUN_KIND] == monitoring.RUN_KIND
+    assert run.data.tags[monitoring.TAG_WINDOW_END] == day(33).isoformat()
+    assert run.data.tags[monitoring.TAG_MONITORED_VERSION] == version
+    assert run.data.metrics["drift_share"] == result["drift_share"]
+    assert {f"drift_score.{name}" for name in config.features.all} <= set(run.data.metrics)
+    artifacts = {Path(item.path).name for item in registry.client().list_artifacts(run.info.run_id, "drift_report")}
+    assert {"data_drift.html", "data_drift.json", "prediction_drift.html", "check.json"} <= artifacts
+    history = read_history(config.name)
+    assert list(history["day"]) == [day(33)]
+    assert {f"score__{name}" for name in config.features.all} <= set(history.columns)
+
+
+def test_rechecking_a_window_makes_no_second_run_nor_second_history_row(world):
+    config, _ = world
+    first = monitoring.run_check(config, day(33))
+
+    again = monitoring.run_check(config, day(33))
+
+    assert again["mlflow_run_id"] == first["mlflow_run_id"]
+    assert len(monitoring.monitoring_runs(config)) == 1
+    assert len(read_history(config.name)) == 1
+    assert again["decision"] == first["decision"]
+
+
+def test_the_reference_is_the_champions_training_split_found_through_mlflow_lineage_built_once(world):
+    config, version = world
+    champion = monitoring.current_champion(config)
+    train = pd.read_parquet(champion.training_set / "train.parquet")
+
+    monitoring.run_check(config, day(33))
+    saved = reference_profile_path(config.name, version)
+    built = saved.stat().st_mtime_ns
+    monitoring.run_check(config, day(34))
+
+    assert champion.training_set.name == "training_set"
+    assert champion.holdout_metric is not None
+    profile = ReferenceProfile.load(saved)
+    assert profile.rows == len(train) and profile.model_version == version
+    assert profile.scores is not None and profile.scores.count > 0
+    assert saved.stat().st_mtime_ns == built, "the profile is built once per champion version"
+
+
+def test_incomes_drifting_two_windows_in_a_row_request_a_retrain_for_drift_with_the_contracted_metadata(world):
+    config, version = world
+    for offset in (33, 34):
+        shift_incomes(config, day(offset))
+
+    first = monitoring.run_check(config, day(33))
+    second = monitoring.run_check(config, day(34))
+
+    assert first["dataset_drifted"] and first["request"] is None, "one drifted window is not enough"
+    request = second["request"]
+    assert second["decision"]["retrain"] and second["decision"]["reason"] == "drift"
+    assert set(RETRAIN_REQUEST_KEYS) <= set(request)
+    assert request["reason"] == "drift" and request["model_version"] == version
+    assert request["window"] == {"start": day(34).isoformat(), "end": day(34).isoformat()}
+    assert "annual_income" in request["drifted_columns"]
+    assert request["scores"]["annual_income"] < config.monitoring.drift.threshold
+    assert Path(request["report_uri"]).name == "data_drift.html" and Path(request["report_uri"]).exists()
+    json.dumps(request)
+    assert read_history(config.name)["retrain"].tolist() == [False, True]
+
+
+def test_labels_showing_a_drop_in_realized_performance_request_a_retrain_for_performance(world):
+    config, _ = world
+
+    for offset in range(30, 33):
+        batch_prediction.score_day(config, day(offset))
+        flip_labels(config, day(offset))
+
+    result = monitoring.run_check(config, day(39))
+
+    assert result["labeled_rows"] == 3 * ROWS_PER_DAY, "the scored days whose labels had arrived by the day"
+    assert result["realized_metric"] < 0.5 < result["champion_holdout_metric"]
+    assert result["metric_drop"] > config.monitoring.retrain_policy.performance_drop
+    assert result["decision"]["reason"] == "performance"
+    assert result["request"]["realized_metric"] == result["realized_metric"]
+
+
+def test_a_quarantined_batch_is_a_data_quality_failure_not_drift(world):
+    config, _ = world
+    when = day(41)
+    landed = storage.landing_dir(config.name, when) / "batch.parquet"
+    storage.write_parquet_atomically(pd.DataFrame({"income": [1.0]}), landed)
+    storage.quarantine_batch(config.name, when, landed, {"passed": False})
+
+    result = monitoring.run_check(config, when)
+
+    assert result["quarantined_days"] == [when.isoformat()]
+    assert result["rows"] == 0 and result["dataset_drifted"] is None
+    assert result["decision"]["retrain"] is False
+    assert "quarantined" in result["decision"]["explanation"] and "not drift" in result["decision"]["explanation"]
+    with pytest.raises(monitoring.WindowNotReady, match="not been ingested yet"):
+        monitoring.run_check(config, day(42))
+
+
+def test_a_day_not_ingested_yet_or_a_model_without_champion_has_nothing_to_check(state_dir, demo_config):
+    config = monitored_world(state_dir, demo_config, days=3, rows_per_day=50)
+
+    with pytest.raises(monitoring.NoChampion, match="no @champion"):
+        monitoring.run_check(config, day(1))
+    assert read_history(config.name).empty
