@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run stop status test lint bench lock clean
+.PHONY: help run stop status test lint bench image verify-release lock clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ lint: $(STAMP) ## Lint with ruff, including Airflow's AIR rules
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against a baseline in the same process)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+IMAGE ?= airflow-mlops-levels:0.1.0
+image: ## Build the production image (Dockerfile: official Airflow image + requirements.txt)
+	docker build --build-arg GIT_COMMIT=$$(git rev-parse HEAD) -t $(IMAGE) .
+
+AIRFLOW_URL ?= http://127.0.0.1:8080
+SERVING_URL ?= http://127.0.0.1:8000
+verify-release: $(STAMP) ## Check a running deployment: AIRFLOW_URL=… SERVING_URL=… (see scripts/verify_release.py)
+	$(BIN)/python scripts/verify_release.py --airflow-url $(AIRFLOW_URL) --serving-url $(SERVING_URL)
 
 lock: ## Re-resolve constraints.txt from requirements.txt (needs the network)
 	$(BIN)/uv pip compile requirements.txt --python-version 3.11 --no-header -o constraints.txt

@@ -564,6 +564,79 @@ def register(config: ModelConfig, run_ctx: RunContext | dict, mlflow_run_id: str
     }
 
 
+# --- Level 0: the same steps, judged by nobody ---------------------------------------------------
+
+LEVEL0_GATE_SUMMARY = "level 0: no gate"
+"""The `gate_summary` of a version registered by `<model>__level0_manual_training`."""
+
+
+def evaluate_without_gate(
+    config: ModelConfig, run_ctx: RunContext | dict, training_set: str | Path, mlflow_run_id: str
+) -> dict:
+    """Level 0: score the model on its holdout and record the scores, judging nothing.
+
+    Logs on the run what `evaluate` logs for a candidate (holdout metrics `holdout_*`, slice
+    metrics, plots, golden examples, so that deployment's smoke test works for this version too),
+    but compares with no `@champion` and applies no gate: the run is tagged `gate_passed` "false"
+    and `gate_summary` "level 0: no gate", so that deploying it takes a deliberate `force`.
+
+    Returns:
+        {"metrics": holdout metrics, "rows": holdout rows, "golden_examples": artifact URI}.
+    """
+    mlflow_client = registry.client()
+    run = mlflow_client.get_run(mlflow_run_id)
+    holdout = read_split(training_set, "holdout")
+    model = _load_logged_model(run.data.tags[TAG_MODEL_URI])
+    result, scores = evaluate_model(config, model, holdout)
+
+    folder = run_dir(config, run_ctx) / "evaluation"
+    save_plots(config, holdout, scores, folder / "plots")
+    _write_json(folder / "holdout_metrics.json", {"model": config.name, "mlflow_run_id": mlflow_run_id,
+                                                  "gate": LEVEL0_GATE_SUMMARY, "holdout_rows": len(holdout),
+                                                  "result": result.to_dict()})
+    golden_uri = registry.log_golden_examples(mlflow_run_id, registry.golden_examples(config, model, holdout))
+    _log_evaluation(mlflow_client, mlflow_run_id, folder, result, None)
+    for key, value in {registry.TAG_GATE_PASSED: "false", registry.TAG_GATE_SUMMARY: LEVEL0_GATE_SUMMARY,
+                       registry.TAG_COMPARED_WITH: registry.NO_CHAMPION,
+                       registry.TAG_GOLDEN_EXAMPLES: golden_uri}.items():
+        mlflow_client.set_tag(mlflow_run_id, key, value)
+    log.info("%s: holdout %s = %.4f (%s)", config.name, config.evaluation.primary_metric,
+             result.metrics[config.evaluation.primary_metric], LEVEL0_GATE_SUMMARY)
+    return {"metrics": result.to_dict()["metrics"], "rows": len(holdout), "golden_examples": golden_uri}
+
+
+def register_without_gate(config: ModelConfig, run_ctx: RunContext | dict, mlflow_run_id: str) -> dict:
+    """Level 0: register the run's model as a new version and set no alias.
+
+    The version is tagged `gate_passed` "false" and `gate_summary` "level 0: no gate"; the aliases
+    (`champion`, `challenger`, `previous_champion`) are left as they were. Like `register`, a
+    retried or cleared task returns the version this Airflow run registered before.
+
+    Returns:
+        {"version", "alias_set": False, "newly_registered": bool}.
+
+    Raises:
+        RuntimeError: the run has no golden examples (`evaluate_without_gate` has not run on it).
+    """
+    run_ctx = RunContext.of(run_ctx)
+    tags = registry.client().get_run(mlflow_run_id).data.tags
+    if registry.TAG_GOLDEN_EXAMPLES not in tags:
+        raise RuntimeError(f"MLflow run {mlflow_run_id} has no golden examples; evaluate it first")
+    version, created = registry.register_candidate(
+        config.name,
+        tags[TAG_MODEL_URI],
+        airflow_dag_id=run_ctx.dag_id,
+        airflow_run_id=run_ctx.run_id,
+        verdict={"passed": False, "reasons": [LEVEL0_GATE_SUMMARY], "summary": LEVEL0_GATE_SUMMARY},
+        data_fingerprint=tags.get(registry.TAG_DATA_FINGERPRINT, ""),
+        compared_with=registry.NO_CHAMPION,
+        golden_examples=tags[registry.TAG_GOLDEN_EXAMPLES],
+        extra_tags={registry.TAG_GIT_COMMIT: run_ctx.git_commit, registry.TAG_TRIGGER: run_ctx.trigger},
+    )
+    log.info("%s: version %s registered without an alias (%s)", config.name, version.version, LEVEL0_GATE_SUMMARY)
+    return {"version": str(version.version), "alias_set": False, "newly_registered": created}
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
