@@ -49,6 +49,9 @@ PREDICTIONS_FOLDER = "predictions"
 BATCH_PREDICTIONS_FOLDER = "batch_predictions"
 BATCH_PREDICTIONS_FILE = "predictions.parquet"
 
+SERVICE_CHECK_REQUEST_PREFIX = "service-check-"
+"""Request ids of the deployment's smoke and load tests: logged like any request, read by nobody
+else, so that synthetic traffic never counts as production data for monitoring."""
 LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index")
 """Columns the log adds to the inputs; a schema column with one of these names cannot be logged."""
 
@@ -245,8 +248,13 @@ def _read_log_file(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def read_prediction_log(model: str, first_day: dt.date, last_day: dt.date) -> pd.DataFrame:
+def read_prediction_log(
+    model: str, first_day: dt.date, last_day: dt.date, include_service_checks: bool = False
+) -> pd.DataFrame:
     """Every online prediction of `model` made from `first_day` to `last_day` (UTC, inclusive).
+
+    Predictions of the deployment's own smoke and load tests (`SERVICE_CHECK_REQUEST_PREFIX`) are
+    left out unless `include_service_checks`.
 
     Returns:
         One row per prediction, oldest first: the inputs the caller sent (features, and the entity
@@ -262,6 +270,8 @@ def read_prediction_log(model: str, first_day: dt.date, last_day: dt.date) -> pd
     if not rows:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     frame = pd.DataFrame.from_records(rows)
+    if not include_service_checks:
+        frame = frame[~frame["request_id"].str.startswith(SERVICE_CHECK_REQUEST_PREFIX)]
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     return frame.sort_values(["timestamp", "request_id", "index"], kind="stable", ignore_index=True)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-REQUEST_ID_PREFIX = "service-check"
+from include.prediction_log import SERVICE_CHECK_REQUEST_PREFIX
 
 
 class ServiceCheckFailed(RuntimeError):
@@ -121,7 +121,7 @@ def smoke_test(base_url: str, model: str, version: str, golden: dict, timeout: f
     try:
         response = httpx.post(
             model_url(base_url, model, "/predict"), json={"records": golden["inputs"]}, timeout=timeout,
-            headers={"X-Request-ID": f"{REQUEST_ID_PREFIX}-smoke-{version}"},
+            headers={"X-Request-ID": f"{SERVICE_CHECK_REQUEST_PREFIX}smoke-{version}"},
         )
     except httpx.HTTPError as exc:
         raise ServiceCheckFailed(f"smoke test: the prediction service at {base_url} is unreachable: {exc}") from exc
@@ -192,7 +192,7 @@ def load_test(
                 try:
                     response = http.post(model_url(base_url, model, "/predict"),
                                          json={"records": [records[index % len(records)]]},
-                                         headers={"X-Request-ID": f"{REQUEST_ID_PREFIX}-load-{index}"})
+                                         headers={"X-Request-ID": f"{SERVICE_CHECK_REQUEST_PREFIX}load-{index}"})
                     problem = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"

@@ -6,6 +6,8 @@ deployment reaches it over HTTP exactly as it would in production.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +36,39 @@ def service(delivery_world, monkeypatch) -> Iterator[Service]:
         monkeypatch.setenv("MLOPS_SERVING_URL", running.url)
         monkeypatch.setenv("MLOPS_SERVING_ADMIN_TOKEN", ADMIN_TOKEN)
         yield running
+
+
+def answer_approval_when_asked(dag_id: str, answer: str, seen: dict) -> threading.Thread:
+    """Wait in the background for the approval task to ask, note the aliases then, and answer it
+    through Airflow's REST API (the call the UI's "Required actions" page makes)."""
+
+    def respond() -> None:
+        from airflow.api_fastapi.app import create_app
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from fastapi.testclient import TestClient
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                waiting = session.query(TaskInstance).filter_by(
+                    dag_id=dag_id, task_id="approve_promotion", state="awaiting_input").first()
+                run_id = waiting.run_id if waiting else None
+            if run_id:
+                break
+            time.sleep(0.3)
+        else:
+            return
+        seen["aliases_while_waiting"] = aliases()
+        api = TestClient(create_app(apps="core"))
+        seen["response"] = api.patch(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve_promotion/-1/hitlDetails",
+            json={"chosen_options": [answer], "params_input": {}},
+        ).status_code
+
+    thread = threading.Thread(target=respond, daemon=True)
+    thread.start()
+    return thread
 
 
 def run_dag(stage: str, conf: dict | None = None, mark_success: str | None = None):
@@ -146,3 +181,22 @@ def test_the_rollback_dag_restores_the_previous_champion_and_checks_the_service(
     assert service.model_info()["version"] == versions[1]
     assert client.get_model_version(MODEL, versions[2]).tags[deployment.TAG_ROLLBACK_REASON].startswith(
         "complaints about v3")
+
+
+@pytest.mark.slow
+def test_approval_mode_waits_for_a_person_before_promoting(state_dir, airflow_db, service, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    config = write_model_config(deployment={**FAST_CHECKS, "promotion": "approval"})
+    version = register_version(config, seed=1)
+    registry.set_challenger(MODEL, version)
+    seen: dict = {}
+    approver = answer_approval_when_asked(f"{MODEL}__model_deployment", "Approve", seen)
+
+    dag_run = run_dag("model_deployment")
+
+    approver.join(timeout=10)
+    assert seen["aliases_while_waiting"] == {"champion": None, "challenger": version, "previous_champion": None}
+    assert seen["response"] == 200
+    assert dag_run.state == "success", task_states(dag_run)
+    assert aliases()["champion"] == version
+    assert service.model_info()["version"] == version

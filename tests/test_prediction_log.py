@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from include.prediction_log import (
+    SERVICE_CHECK_REQUEST_PREFIX,
     PredictionBatch,
     PredictionLogWriter,
     batch_predictions_path,
@@ -110,6 +111,17 @@ def test_reading_gives_one_row_per_prediction_oldest_first_across_files(
 
     assert frame["request_id"].tolist() == ["early", "early", "late"]
     assert str(frame["timestamp"].dt.tz) == "UTC"
+
+
+def test_the_deployments_smoke_and_load_test_predictions_are_not_read_as_production_traffic(
+    writer: PredictionLogWriter,
+) -> None:
+    writer.append(batch("customer-request", at(DAY)))
+    writer.append(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}load-7", at(DAY)))
+    writer.flush()
+
+    assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["customer-request"]
+    assert len(read_prediction_log(MODEL, DAY, DAY, include_service_checks=True)) == 2
 
 
 def test_a_partial_last_line_is_skipped_when_reading(state_dir: Path, writer: PredictionLogWriter) -> None:
