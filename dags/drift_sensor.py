@@ -6,12 +6,15 @@ libraries load inside the tasks, never when this file is parsed.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from model_dags import (
     configs_for_stage,
     dag_id,
     dag_tags,
+    data_end,
     data_start,
     default_args,
     interval_day,
@@ -20,17 +23,22 @@ from model_dags import (
 )
 
 STAGE = "drift_sensor"
+# How long a check waits for ingestion to deal with its day's batch before it gives up (skipped).
+BATCH_WAIT = dt.timedelta(days=1)
 
 DOC = """
 ### Drift sensor for `{model}`
 
-One check per data interval (`{schedule}`; backfill with `airflow backfill create`), or by hand for
-the day in the **day** field. It compares the last {window} day(s) of curated batches with the
+One check per data interval (`{schedule}`), day after day from the model's first data day (so the
+metrics history has every day; backfill with `airflow backfill create`), or by hand for the day in
+the **day** field. It compares the last {window} day(s) of curated batches with the
 training data of the version holding `@champion` (found through its MLflow run's dataset lineage),
 and the champion's predictions whose delayed labels ({delay} days) have arrived with its holdout
 `{metric}`.
 
-1. **check_window**: per-column drift (methods and thresholds from `monitoring.drift`), prediction
+1. **wait_for_batch**: waits (in reschedule mode, holding no worker slot) until ingestion has
+   curated or quarantined the day's batch; skipped after a day without it.
+2. **check_window**: per-column drift (methods and thresholds from `monitoring.drift`), prediction
    drift, realized performance; the retrain policy (`monitoring.retrain_policy`: {consecutive}
    drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
    {cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. Evidently's
@@ -39,7 +47,7 @@ and the champion's predictions whose delayed labels ({delay} days) have arrived 
    metrics history (`include.retrain_policy.read_history("{model}")`). Skipped when there is no
    `@champion` or the day's batch has not been ingested yet. A batch that ingestion quarantined
    is a data-quality failure, not drift: it is left out and can never trigger a retrain.
-2. **request_retrain**: when the policy fires, update the Asset `{model}__retrain_request` with
+3. **request_retrain**: when the policy fires, update the Asset `{model}__retrain_request` with
    the reason (drift or performance), window, drifted columns, scores and report; continuous
    training runs on it and records the reason. Skipped otherwise, with the policy's sentence.
 """
@@ -53,7 +61,8 @@ def build(config):
         dag_id=dag_id(config.name, STAGE),
         schedule=CronDataIntervalTimetable(config.monitoring.schedule, timezone="UTC"),
         start_date=to_pendulum(data_start(config)),
-        catchup=False,
+        end_date=to_pendulum(data_end(config)) if data_end(config) else None,
+        catchup=True,
         max_active_runs=1,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
@@ -82,6 +91,13 @@ def build(config):
         },
     )
     def drift_sensor():
+        @task.sensor(poke_interval=30, timeout=BATCH_WAIT.total_seconds(), mode="reschedule", soft_fail=True)
+        def wait_for_batch(**context) -> bool:
+            """Wait until ingestion has curated or quarantined the day's batch."""
+            from include import monitoring
+
+            return monitoring.batch_settled(config, interval_day(context))
+
         @task
         def check_window(**context) -> dict:
             """Drift, prediction drift and realized performance of the window; the policy's decision."""
@@ -113,7 +129,9 @@ def build(config):
             print(f"Retrain requested ({decision['reason']}): {decision['explanation']}")
             return check["request"]
 
-        request_retrain(check_window())
+        check = check_window()
+        wait_for_batch() >> check
+        request_retrain(check)
 
     return drift_sensor()
 

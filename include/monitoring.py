@@ -216,6 +216,11 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
 
 
+def batch_settled(config: ModelConfig, day: dt.date) -> bool:
+    """Has ingestion dealt with the batch of `day`: curated it, or quarantined it?"""
+    return storage.curated_path(config.name, day).exists() or bool(storage.quarantined_batches(config.name, day))
+
+
 def quarantined_days(config: ModelConfig, first: dt.date, last: dt.date) -> list[dt.date]:
     """Days of the window whose batch ingestion quarantined and never curated."""
     return [
@@ -356,7 +361,7 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
     first, last = window_of(config, day)
     days = _days(first, last)
     quarantined = quarantined_days(config, first, last)
-    if not storage.curated_path(config.name, day).exists() and day not in quarantined:
+    if not batch_settled(config, day):
         raise WindowNotReady(f"{config.name}: the batch of {day} has not been ingested yet; nothing to check")
 
     model_cache: list[Any] = []

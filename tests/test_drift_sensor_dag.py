@@ -109,8 +109,9 @@ def test_drift_requests_a_retrain_and_continuous_training_records_drift_as_its_t
     calm = run_sensor(day(33))
     fired = run_sensor(day(34))
 
-    assert calm == {"check_window": "success", "request_retrain": "skipped"}, "one drifted window is not enough"
-    assert fired == {"check_window": "success", "request_retrain": "success"}
+    assert calm == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "skipped"}, (
+        "one drifted window is not enough")
+    assert fired == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "success"}
     [event] = request_events()[before:]
     assert set(RETRAIN_REQUEST_KEYS) <= set(event.extra)
     assert event.extra["reason"] == "drift" and "annual_income" in event.extra["drifted_columns"]
@@ -135,7 +136,7 @@ def test_rerunning_the_window_that_requested_a_retrain_does_not_request_it_again
 
     again = run_sensor(day(34))
 
-    assert again == {"check_window": "success", "request_retrain": "skipped"}
+    assert again == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "skipped"}
     assert len(request_events()) == before
     assert len(read_history(world.name)) == 2
     assert find_monitoring_run(world, day(34), "1").data.tags["retrain_request_emitted"] == "true"
@@ -147,4 +148,4 @@ def test_the_sensor_is_skipped_without_a_champion(airflow_db, state_dir, demo_co
 
     states = run_sensor(day(2))
 
-    assert states == {"check_window": "skipped", "request_retrain": "skipped"}
+    assert states == {"wait_for_batch": "success", "check_window": "skipped", "request_retrain": "skipped"}
