@@ -6,7 +6,7 @@ heavy libraries load inside the task, never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from model_dags import (
     configs_for_stage,
@@ -14,6 +14,7 @@ from model_dags import (
     dag_id,
     dag_tags,
     data_start,
+    day_param,
     default_args,
     event_days,
     interval_day,
@@ -51,14 +52,8 @@ def build(config):
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name),
         params={
-            "day": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="Day",
-                description="The day (YYYY-MM-DD) whose curated batch to score. Leave empty to score the "
-                            "day(s) named by the curated-batch event that triggered the run.",
-            ),
+            "day": day_param("The day (YYYY-MM-DD) whose curated batch to score. Leave empty to score the "
+                             "day(s) named by the curated-batch event that triggered the run."),
         },
     )
     def batch_prediction():

@@ -6,7 +6,7 @@ heavy libraries load inside the tasks, never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from model_dags import (
     challenger_asset,
@@ -18,6 +18,7 @@ from model_dags import (
     default_args,
     retrain_request_asset,
     to_pendulum,
+    training_params,
 )
 
 STAGE = "continuous_training"
@@ -80,17 +81,7 @@ def build(config):
             schedule=config.training.schedule or "no schedule",
             every_n=config.training.every_n_batches,
         ),
-        params={
-            "reason": Param("manual", type="string", minLength=1, title="Reason",
-                            description="Why you are retraining; recorded on the MLflow run."),
-            "window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
-                                 description=f"Days of data to train on; empty = {config.training.window_days} "
-                                             "from the model config."),
-            "cutoff": Param(None, type=["null", "string"], format="date", title="Cutoff day",
-                            description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day."),
-            "hyperparameters": Param({}, type="object", title="Hyperparameter overrides",
-                                     description="Estimator params to override, e.g. {\"max_iter\": 100}."),
-        },
+        params=training_params(config, "Why you are retraining; recorded on the MLflow run."),
     )
     def continuous_training():
         @task(retries=0)

@@ -6,7 +6,7 @@ libraries load inside the tasks, never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 from model_dags import (
     configs_for_stage,
@@ -15,6 +15,7 @@ from model_dags import (
     dag_tags,
     data_end,
     data_start,
+    day_param,
     default_args,
     interval_day,
     to_pendulum,
@@ -54,13 +55,7 @@ def build(config):
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name),
         params={
-            "day": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="Day",
-                description="The day (YYYY-MM-DD) to ingest. Leave empty to use the run's data interval.",
-            ),
+            "day": day_param("The day (YYYY-MM-DD) to ingest. Leave empty to use the run's data interval."),
         },
     )
     def data_ingestion():

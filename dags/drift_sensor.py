@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from model_dags import (
     configs_for_stage,
@@ -16,6 +16,7 @@ from model_dags import (
     dag_tags,
     data_end,
     data_start,
+    day_param,
     default_args,
     interval_day,
     retrain_request_asset,
@@ -80,14 +81,8 @@ def build(config):
             period=policy.period_days,
         ),
         params={
-            "day": Param(
-                None,
-                type=["null", "string"],
-                format="date",
-                title="Day",
-                description="The last day (YYYY-MM-DD) of the window to check. Leave empty to use the "
-                            "run's data interval.",
-            ),
+            "day": day_param("The last day (YYYY-MM-DD) of the window to check. Leave empty to use the "
+                             "run's data interval."),
         },
     )
     def drift_sensor():

@@ -7,9 +7,9 @@ never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
+from model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum, training_params
 
 STAGE = "level0_manual_training"
 TRIGGER = "manual"
@@ -56,17 +56,7 @@ def build(config):
         tags=dag_tags(config, 0),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name, dag_id=dag_id(config.name, STAGE)),
-        params={
-            "reason": Param("manual", type="string", minLength=1, title="Reason",
-                            description="Why you are training; printed in the task log."),
-            "window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
-                                 description=f"Days of data to train on; empty = {config.training.window_days} "
-                                             "from the model config."),
-            "cutoff": Param(None, type=["null", "string"], format="date", title="Cutoff day",
-                            description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day."),
-            "hyperparameters": Param({}, type="object", title="Hyperparameter overrides",
-                                     description="Estimator params to override, e.g. {\"max_iter\": 100}."),
-        },
+        params=training_params(config, "Why you are training; printed in the task log."),
     )
     def level0_manual_training():
         @task(retries=0)

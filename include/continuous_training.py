@@ -37,6 +37,7 @@ from include.evaluation import (
     judge_candidate,
     save_plots,
 )
+from include.jsonable import write_json_atomically
 from include.training import estimator_params, fit, validate_overrides
 from include.training_data import (
     SPLITS,
@@ -191,7 +192,7 @@ def assemble(
     }
     for name, part in parts.items():
         storage.write_parquet_atomically(part, folder / f"{name}.parquet")
-    _write_json(folder / MANIFEST_FILE, manifest)
+    write_json_atomically(folder / MANIFEST_FILE, manifest)
     log.info("%s: assembled %d rows up to %s into %s", config.name, len(frame), cutoff, folder)
     return {
         "training_set_uri": str(folder),
@@ -241,7 +242,7 @@ def validate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
             result["reasons"].append(f"the {name} split holds {classes} class(es); both are needed")
     result["passed"] = not result["reasons"]
     report = run_dir(config, run_ctx) / CHECK_FILE
-    _write_json(report, result)
+    write_json_atomically(report, result)
     if not result["passed"]:
         raise NotTrainable(
             f"{config.name}: the training set at {training_set} is not trainable "
@@ -456,8 +457,8 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
         "champion": champion.to_dict() if champion else None,
         "holdout": {"rows": len(holdout), "uri": str(Path(training_set) / "holdout.parquet")},
     }
-    _write_json(folder / VERDICT_FILE, decision)
-    _write_json(folder / "slice_metrics.json", {"candidate": candidate.slices,
+    write_json_atomically(folder / VERDICT_FILE, decision)
+    write_json_atomically(folder / "slice_metrics.json", {"candidate": candidate.slices,
                                                "champion": champion.slices if champion else None})
 
     golden_uri = registry.log_golden_examples(
@@ -591,7 +592,7 @@ def evaluate_without_gate(
 
     folder = run_dir(config, run_ctx) / "evaluation"
     save_plots(config, holdout, scores, folder / "plots")
-    _write_json(folder / "holdout_metrics.json", {"model": config.name, "mlflow_run_id": mlflow_run_id,
+    write_json_atomically(folder / "holdout_metrics.json", {"model": config.name, "mlflow_run_id": mlflow_run_id,
                                                   "gate": LEVEL0_GATE_SUMMARY, "holdout_rows": len(holdout),
                                                   "result": result.to_dict()})
     golden_uri = registry.log_golden_examples(mlflow_run_id, registry.golden_examples(config, model, holdout))
@@ -635,15 +636,3 @@ def register_without_gate(config: ModelConfig, run_ctx: RunContext | dict, mlflo
     )
     log.info("%s: version %s registered without an alias (%s)", config.name, version.version, LEVEL0_GATE_SUMMARY)
     return {"version": str(version.version), "alias_set": False, "newly_registered": created}
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def _write_json(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
-

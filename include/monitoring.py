@@ -40,11 +40,9 @@ and the retrain request is emitted once (`mark_request_emitted`).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +63,7 @@ from include.drift import (
     reference_profile_path,
     write_evidently_report,
 )
+from include.jsonable import write_json_atomically
 from include.performance import performance_dropped, realized_performance
 from include.retrain_policy import Decision, check_record, record_check, retrain_request_metadata
 
@@ -384,7 +383,7 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
     folder = settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={champion.version}"
     reports = write_reports(config, profile, window, scores, folder)
     summary = _summary(check, quarantined, champion)
-    _write_json(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
+    write_json_atomically(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
     reports["check"] = str(folder / CHECK_FILE)
 
     run_id, already_emitted = log_monitoring_run(config, check, summary, folder, airflow_ids or {})
@@ -592,24 +591,3 @@ def log_monitoring_run(
 def mark_request_emitted(run_id: str) -> None:
     """Remember on the check's MLflow run that its retrain request went out (a re-run will not resend it)."""
     registry.client().set_tag(run_id, TAG_REQUEST_EMITTED, "true")
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def _write_json(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
-    os.replace(tmp, path)
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return str(value)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import Asset, get_parsing_context
+from airflow.sdk import Asset, Param, get_parsing_context
 
 from include.config import ModelConfig, discover_model_configs
 
@@ -106,3 +106,22 @@ def event_days(context) -> list[dt.date]:
             if day:
                 days.add(dt.date.fromisoformat(day))
     return sorted(days)
+
+
+def day_param(description: str) -> Param:
+    """The optional `day` Param (YYYY-MM-DD) of the DAGs that work on one day of data."""
+    return Param(None, type=["null", "string"], format="date", title="Day", description=description)
+
+
+def training_params(config: ModelConfig, reason_description: str) -> dict[str, Param]:
+    """The Params of the DAGs that train a model (Level 0 and continuous training)."""
+    return {
+        "reason": Param("manual", type="string", minLength=1, title="Reason", description=reason_description),
+        "window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
+                             description=f"Days of data to train on; empty = {config.training.window_days} "
+                                         "from the model config."),
+        "cutoff": Param(None, type=["null", "string"], format="date", title="Cutoff day",
+                        description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day."),
+        "hyperparameters": Param({}, type="object", title="Hyperparameter overrides",
+                                 description="Estimator params to override, e.g. {\"max_iter\": 100}."),
+    }

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from include import data_world, storage
+from include import data_world, settings, storage
 from include.config import ModelConfig
 from include.training_data import LABEL_TIMESTAMP
 
@@ -35,6 +36,21 @@ def small_config(config: ModelConfig, rows_per_day: int = 150, **training: objec
     )
     updates = {"window_days": 30, "min_rows": 500, "estimator": estimator, **training}
     return config.model_copy(update={"training": config.training.model_copy(update=updates)})
+
+
+def small_training_world(state_dir: Path, demo_config: ModelConfig, days: int = 40) -> ModelConfig:
+    """`days` days of curated data and labels, a migrated MLflow store, and the test's copy of the
+    demo config made small enough (`small_config`) to train in seconds; the small config."""
+    config = small_config(demo_config)
+    path = settings.models_dir() / f"{config.name}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["source"]["rows_per_day"] = config.source.rows_per_day
+    raw["training"].update(window_days=config.training.window_days, min_rows=config.training.min_rows)
+    raw["training"]["estimator"]["params"]["max_iter"] = config.training.estimator.params["max_iter"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    ready_mlflow(state_dir)
+    fill_stores(config, days=days)
+    return config
 
 
 def with_estimator(config: ModelConfig, class_path: str, params: dict) -> ModelConfig:

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from include import registry, settings
-from tests.ct_world import fill_stores, ready_mlflow, small_config
+from tests.ct_world import small_training_world
 
 DAG_ID = "credit_default__continuous_training"
 
@@ -13,16 +13,7 @@ DAG_ID = "credit_default__continuous_training"
 def small_world(state_dir, demo_config, monkeypatch):
     """40 days of curated data and labels, and a model config small enough to train in seconds."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    config = small_config(demo_config)
-    path = settings.models_dir() / "credit_default.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw["source"]["rows_per_day"] = config.source.rows_per_day
-    raw["training"].update(window_days=30, min_rows=500)
-    raw["training"]["estimator"]["params"]["max_iter"] = 60
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ready_mlflow(state_dir)
-    fill_stores(config, days=40)
-    return config
+    return small_training_world(state_dir, demo_config)
 
 
 def run_training(conf: dict):

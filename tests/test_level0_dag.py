@@ -1,10 +1,9 @@
 """Level 0 end to end through Airflow: `dag.test()` of the manual training DAG on a real SQLite MLflow store."""
 
 import pytest
-import yaml
 
 from include import registry, settings
-from tests.ct_world import fill_stores, ready_mlflow, small_config
+from tests.ct_world import small_training_world
 
 DAG_FILE = settings.PROJECT_ROOT / "dags" / "level0_manual_training.py"
 DAG_ID = "credit_default__level0_manual_training"
@@ -15,16 +14,7 @@ MODEL = "credit_default"
 def small_world(state_dir, demo_config, monkeypatch, one_openmp_thread):
     """40 days of curated data and labels, and a model config small enough to train in seconds."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    config = small_config(demo_config)
-    path = settings.models_dir() / "credit_default.yaml"
-    raw = yaml.safe_load(path.read_text())
-    raw["source"]["rows_per_day"] = config.source.rows_per_day
-    raw["training"].update(window_days=30, min_rows=500)
-    raw["training"]["estimator"]["params"]["max_iter"] = 60
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ready_mlflow(state_dir)
-    fill_stores(config, days=40)
-    return config
+    return small_training_world(state_dir, demo_config)
 
 
 def level0_dag():
