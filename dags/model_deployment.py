@@ -65,6 +65,9 @@ def build(config):
                            description="Deploy a version the gate did not bless (needs a reason)."),
             "reason": Param("", type="string", title="Reason",
                             description="Why you force this deployment; recorded on the model version."),
+            "load_test_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Load test rate (req/s)",
+                                    description=f"Requests per second of the post-deploy load test; empty = "
+                                                f"{deploy.load_test_rate:g} from the model config."),
         },
     )
     def model_deployment():
@@ -116,11 +119,12 @@ def build(config):
             return deployment.promote(config, candidate["version"], context["dag_run"].run_id)
 
         @task(retries=0)
-        def verify_live_service(candidate: dict, promoted: dict) -> dict:
+        def verify_live_service(candidate: dict, promoted: dict, **context) -> dict:
             """The live service serves the version, answers its golden examples, and takes the load."""
             from include import deployment, service_checks, settings
 
             version, url = candidate["version"], settings.serving_url()
+            rate = context["params"]["load_test_rate"] or deploy.load_test_rate
             try:
                 service_checks.wait_until_serving(
                     url, config.name, version, timeout=deploy.service_timeout_seconds,
@@ -130,7 +134,7 @@ def build(config):
                 smoke = service_checks.smoke_test(url, config.name, version, golden)
                 deployment.record_checks(config, version, "smoke_test", smoke)
                 load = service_checks.load_test(url, config.name, golden["inputs"],
-                                                rate=deploy.load_test_rate, seconds=deploy.load_test_seconds)
+                                                rate=rate, seconds=deploy.load_test_seconds)
                 deployment.record_checks(config, version, "load_test", load.as_dict())
                 print(f"Load test: {load.qps} req/s, p50 {load.p50_ms} ms, p99 {load.p99_ms} ms, "
                       f"{load.errors} errors")
