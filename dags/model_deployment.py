@@ -28,7 +28,8 @@ or when a person triggers it with a version:
    `reason`; who forced it and why are recorded on the version.
 2. **validate_infrastructure**: in a fresh process with the service's environment: the logged
    requirements are installed, the model loads through the service's loader, reproduces its
-   golden examples, and fits the memory and latency budgets (`serving` in the model config).
+   golden examples, and fits the memory budget and, in CPU time per record, the latency budget
+   (`serving` in the model config).
 3. **approve_promotion** (only with `deployment.promotion: approval`): a person approves in
    the UI (Required actions); no answer in {approval_hours:g} h counts as a rejection.
 4. **promote**: `previous_champion` ← `champion`, `champion` ← the version, `challenger` removed.
@@ -109,7 +110,7 @@ def build(config):
                 raise AirflowFailException(str(exc)) from exc
             deployment.record_checks(config, version, "infra", report)
             return {key: report.get(key) for key in ("memory_mb", "latency_p50_ms", "latency_p99_ms",
-                                                      "golden_max_abs_error")}
+                                                      "cpu_p50_ms", "cpu_p99_ms", "golden_max_abs_error")}
 
         @task
         def promote(candidate: dict, infra: dict, **context) -> dict:

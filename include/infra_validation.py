@@ -13,8 +13,12 @@ object), so nothing a task imported earlier hides a missing package or changes m
 3. **Golden examples**: the inputs recorded at training give the recorded probabilities within
    their tolerance, through the service's request validation and frame building.
 4. **Budgets** from the model config: resident memory added by loading the model and scoring the
-   golden examples ≤ `serving.memory_budget_mb`; p99 of single-record scoring (validation, frame,
-   `predict_proba`) over `LATENCY_SAMPLES` calls ≤ `serving.latency_budget_ms`.
+   golden examples ≤ `serving.memory_budget_mb`; p99 of the CPU time of single-record scoring
+   (validation, frame, `predict_proba` on one thread, as the service does) over `LATENCY_SAMPLES`
+   calls ≤ `serving.latency_budget_ms`. CPU time, not wall time: this check asks whether the
+   model's own work fits the budget, and wall time on a busy machine (an Airflow worker next to
+   other tasks) measures the neighbours. Wall-time percentiles are reported too; the latency that
+   callers see is measured against the same budget by the live load test after promotion.
 """
 
 from __future__ import annotations
@@ -123,16 +127,18 @@ def validate(config: ModelConfig, model_version: str) -> dict:
         problems.append(f"loading and scoring took {report['memory_mb']} MB, over the budget of "
                         f"{config.serving.memory_budget_mb:g} MB (serving.memory_budget_mb)")
 
-    latencies = []
+    wall, cpu = [], []
     for index in range(LATENCY_SAMPLES):
         body = json.dumps({"records": [golden["inputs"][index % len(golden["inputs"])]]}).encode()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         served.probabilities(validator.frame(validator.parse(body)))
-        latencies.append((time.perf_counter() - started) * 1000)
-    report["latency_p50_ms"] = round(float(np.percentile(latencies, 50)), 3)
-    report["latency_p99_ms"] = round(float(np.percentile(latencies, 99)), 3)
-    if report["latency_p99_ms"] > config.serving.latency_budget_ms:
-        problems.append(f"single-record p99 is {report['latency_p99_ms']} ms, over the budget of "
+        cpu.append((time.thread_time() - started_cpu) * 1000)
+        wall.append((time.perf_counter() - started) * 1000)
+    for name, samples in (("latency", wall), ("cpu", cpu)):
+        report[f"{name}_p50_ms"] = round(float(np.percentile(samples, 50)), 3)
+        report[f"{name}_p99_ms"] = round(float(np.percentile(samples, 99)), 3)
+    if report["cpu_p99_ms"] > config.serving.latency_budget_ms:
+        problems.append(f"single-record scoring takes {report['cpu_p99_ms']} ms of CPU at p99, over the budget of "
                         f"{config.serving.latency_budget_ms:g} ms (serving.latency_budget_ms)")
     return _finish(report)
 
