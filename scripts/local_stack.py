@@ -10,6 +10,10 @@ the state folder (include/settings.py): the Airflow home with its SQLite databas
 artifacts, one log per service in state/logs/, and state/stack.json, which records the processes so
 that `down` can stop them from any terminal.
 
+The same code runs the production topology of docker-compose.yaml natively (tests/test_production_topology.py):
+a StackConfig with PostgreSQL URLs and a CeleryConfig gives Airflow and MLflow PostgreSQL databases, the
+CeleryExecutor with a Redis broker, and one `airflow celery worker` among the services.
+
 Each service runs in its own session, so a Ctrl-C in the terminal reaches only the `up` process, which
 then stops the services itself. Airflow's task processes put themselves in process groups of their
 own, so stopping also sweeps every process whose environment says it belongs to this stack.
@@ -64,6 +68,21 @@ class StopRequested(BaseException):
 
 
 @dataclass(frozen=True)
+class CeleryConfig:
+    """The CeleryExecutor's broker, result backend and the one worker the stack starts.
+
+    `queue` and `key_prefix` (Kombu's `global_keyprefix` for every Redis key) keep several stacks on
+    one Redis database apart: each worker takes only its own stack's tasks.
+    """
+
+    broker_url: str
+    result_backend: str
+    queue: str = "default"
+    key_prefix: str = ""
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Where the stack keeps its state and where its services listen."""
 
@@ -75,6 +94,11 @@ class StackConfig:
     airflow_port: int = 8080
     mlflow_port: int = 5000
     serving_port: int = 8000
+    # The production topology (docker-compose.yaml) on this machine: PostgreSQL databases and the
+    # CeleryExecutor instead of SQLite files and the LocalExecutor. None keeps the local defaults.
+    airflow_database_url: str | None = None
+    mlflow_backend_uri: str | None = None
+    celery: CeleryConfig | None = None
 
     @classmethod
     def from_environ(cls) -> StackConfig:
@@ -117,8 +141,16 @@ class StackConfig:
         return self.airflow_home / "airflow.db"
 
     @property
+    def airflow_sql_alchemy_conn(self) -> str:
+        return self.airflow_database_url or f"sqlite:///{self.airflow_db}"
+
+    @property
     def mlflow_dir(self) -> Path:
         return self.state / "mlflow"
+
+    @property
+    def mlflow_backend_store_uri(self) -> str:
+        return self.mlflow_backend_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def airflow_url(self) -> str:
@@ -177,14 +209,14 @@ def airflow_environment(
     bin/airflow): `base` (normally os.environ) plus the stack's settings, which win over `base`."""
     home = config.airflow_home
     python_path = os.pathsep.join(filter(None, [str(config.root), base.get("PYTHONPATH")]))
-    return {
+    env = {
         **base,
         STACK_MARKER: "1",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_folder),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if config.celery else "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # task processes at once: enough for the demo on 2 cores
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
@@ -192,7 +224,7 @@ def airflow_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(config.passwords_file),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.airflow_url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{config.airflow_db}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": config.airflow_sql_alchemy_conn,
         "AIRFLOW__API__HOST": config.host,
         "AIRFLOW__API__PORT": str(config.airflow_port),
         "AIRFLOW__API__BASE_URL": config.airflow_url,
@@ -211,6 +243,16 @@ def airflow_environment(
         "MLOPS_SERVING_URL": config.serving_url,
         "MLOPS_SERVING_ADMIN_TOKEN": stack_secrets["serving_admin_token"],
     }
+    if config.celery:
+        env |= {
+            "AIRFLOW__CELERY__BROKER_URL": config.celery.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": config.celery.result_backend,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(config.celery.concurrency),
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": config.celery.queue,
+        }
+        if config.celery.key_prefix:
+            env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = config.celery.key_prefix
+    return env
 
 
 @dataclass(frozen=True)
@@ -247,7 +289,7 @@ def stack_services(config: StackConfig) -> list[Service]:
         )
 
     mlflow_options = {
-        "--backend-store-uri": f"sqlite:///{config.mlflow_dir / 'mlflow.db'}",
+        "--backend-store-uri": config.mlflow_backend_store_uri,
         "--artifacts-destination": str(config.mlflow_dir / "artifacts"),
         "--host": config.host,
         "--port": str(config.mlflow_port),
@@ -275,6 +317,16 @@ def stack_services(config: StackConfig) -> list[Service]:
         airflow_component("dag-processor"),
         airflow_component("triggerer", "--skip-serve-logs"),
     ]
+    if config.celery:
+        # Airflow's health report does not cover Celery workers; a worker that dies is caught by
+        # its exit, and one that runs takes the tasks queued for it.
+        worker_options = {
+            "--queues": config.celery.queue,
+            "--concurrency": str(config.celery.concurrency),
+            "--celery-hostname": f"{config.celery.queue}@%h",
+        }
+        services.append(Service("celery-worker", (airflow, "celery", "worker", "--skip-serve-logs",
+                                                  *flatten(worker_options))))
     if (config.root / "include" / "serving.py").exists():
         serving_options = {"--host": config.host, "--port": str(config.serving_port)}
         services.append(
@@ -764,10 +816,11 @@ def ensure_airflow_db(config: StackConfig, env: Mapping[str, str], announce: Tex
     `airflow db migrate` is idempotent but takes ~20 s, so a stamp per Airflow version skips it on restarts.
     """
     stamp = config.airflow_home / f".db-migrated-{version('apache-airflow')}"
-    if stamp.exists() and config.airflow_db.exists():
+    if stamp.exists() and (config.airflow_database_url or config.airflow_db.exists()):
         return
     log = config.logs_dir / "airflow-db-migrate.log"
-    print(f"Preparing the Airflow database {display(config.airflow_db)} (log: {display(log)})...", file=announce)
+    where = display(config.airflow_db) if config.airflow_database_url is None else "(PostgreSQL)"
+    print(f"Preparing the Airflow database {where} (log: {display(log)})...", file=announce)
     with log.open("w") as output:
         result = subprocess.run(
             [str(VENV_BIN / "airflow"), "db", "migrate"], env=env, stdout=output, stderr=subprocess.STDOUT
@@ -840,6 +893,28 @@ def wait_until_healthy(
             tails = "\n".join(f"{display(r.log)} ends with:\n{log_tail(r.log)}" for r in pending.values())
             raise StackError(f"Not healthy after {timeout} s: {', '.join(pending)}.\n{tails}")
         time.sleep(2)
+
+
+def start_services(
+    config: StackConfig,
+    env: Mapping[str, str],
+    services: list[Service],
+    start: Callable[[Service], None],
+    started: Mapping[str, tuple[subprocess.Popen, ServiceProcess]],
+    t0: float,
+) -> None:
+    """Start `services` with `start` (which adds each to `started`) and wait until all are healthy.
+
+    MLflow, first in the list, boots while the Airflow database is prepared. Whatever was started
+    stays in `started` when this raises, for the caller to stop.
+    """
+    mlflow, *airflow_and_serving = services
+    start(mlflow)
+    ensure_airflow_db(config, env)
+    for service in airflow_and_serving:
+        start(service)
+    print(f"Started {', '.join(started)}; waiting until they are healthy...")
+    wait_until_healthy(started, t0, HEALTH_TIMEOUT_S)
 
 
 def print_ready(
@@ -935,13 +1010,7 @@ def up(config: StackConfig) -> int:
     print(f"Starting the local stack (state in {display(config.state)}/, logs in {display(config.logs_dir)}/)")
     exit_code = 1
     try:
-        mlflow, *airflow_and_serving = services
-        start(mlflow)
-        ensure_airflow_db(config, env)
-        for service in airflow_and_serving:
-            start(service)
-        print(f"Started {', '.join(started)}; waiting until they are healthy...")
-        wait_until_healthy(started, t0, HEALTH_TIMEOUT_S)
+        start_services(config, env, services, start, started, t0)
         password = admin_password(config)
         api = AirflowApi(config.airflow_url, ADMIN_USER, password)
         models = model_names(config.models_dir)

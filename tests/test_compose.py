@@ -210,7 +210,7 @@ def test_non_airflow_services_run_installed_console_scripts_with_options_they_ac
 def test_mlflow_serves_artifacts_from_its_volume_with_a_postgresql_backend():
     params = click_context(argv(SERVICES["mlflow"]["command"])).params
 
-    assert params["backend_store_uri"].startswith("postgresql://")
+    assert params["backend_store_uri"].startswith("postgresql+psycopg2://")
     assert params["serve_artifacts"] is True
     assert mounts("mlflow")[params["artifacts_destination"]] in COMPOSE["volumes"]
     assert "mlflow:5000" in params["allowed_hosts"].split(",")

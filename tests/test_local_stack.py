@@ -179,6 +179,44 @@ def test_services_listen_on_the_configured_host_and_ports(tmp_path):
     assert services["dag-processor"].airflow_component == "dag_processor"
 
 
+def test_the_production_topology_runs_celery_on_postgresql_with_a_worker_on_its_own_queue(tmp_path):
+    celery = local_stack.CeleryConfig(
+        broker_url="redis://127.0.0.1:6379/3", result_backend="db+postgresql+psycopg2://pg/airflow",
+        queue="team_a", key_prefix="team_a:", concurrency=3,
+    )
+    config = StackConfig(
+        root=tmp_path, state=tmp_path / "state", dags_folder=tmp_path / "dags", models_dir=tmp_path,
+        airflow_database_url="postgresql+psycopg2://pg/airflow", mlflow_backend_uri="postgresql+psycopg2://pg/mlflow",
+        celery=celery,
+    )
+
+    env = local_stack.airflow_environment(config, SECRETS, base={})
+    services = {service.name: service for service in local_stack.stack_services(config)}
+
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://pg/airflow"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://127.0.0.1:6379/3"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://pg/airflow"
+    assert env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"] == "team_a"
+    assert env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] == "team_a:"
+    worker = services["celery-worker"].argv
+    assert worker[1:3] == ("celery", "worker")
+    assert worker[worker.index("--queues") + 1] == "team_a" and worker[worker.index("--concurrency") + 1] == "3"
+    assert services["celery-worker"].port is None, "stopped with the other clients, before the api-server"
+    mlflow = services["mlflow"].argv
+    assert mlflow[mlflow.index("--backend-store-uri") + 1] == "postgresql+psycopg2://pg/mlflow"
+
+
+def test_without_celery_the_stack_is_sqlite_and_the_local_executor_with_no_worker(tmp_path):
+    config = a_config(tmp_path)
+
+    env = local_stack.airflow_environment(config, SECRETS, base={})
+
+    assert "celery-worker" not in [service.name for service in local_stack.stack_services(config)]
+    assert not any(name.startswith(("AIRFLOW__CELERY", "AIRFLOW__OPERATORS")) for name in env)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+
+
 def test_the_prediction_service_is_started_once_include_serving_exists(tmp_path):
     config = a_config(tmp_path)
     assert "serving" not in [service.name for service in local_stack.stack_services(config)]
@@ -196,9 +234,10 @@ def test_a_taken_port_is_refused_naming_the_variable_to_change(tmp_path):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
+        mlflow_port, serving_port = free_ports(2)  # not 5000 / 8000, which a running `make run` holds
         config = StackConfig(
             root=tmp_path, state=tmp_path, dags_folder=tmp_path, models_dir=tmp_path,
-            airflow_port=squatter.getsockname()[1],
+            airflow_port=squatter.getsockname()[1], mlflow_port=mlflow_port, serving_port=serving_port,
         )
 
         with pytest.raises(StackError, match="AIRFLOW_PORT"):
