@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from model_dags import challenger_asset, configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
@@ -189,6 +188,8 @@ def build(config):
         infra = validate_infrastructure(candidate)
         promoted = promote(candidate, infra)
         if deploy.promotion == "approval":
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
             approve_promotion = ApprovalOperator(
                 task_id="approve_promotion",
                 subject=f"Promote version {{{{ ti.xcom_pull(task_ids='check_candidate')['version'] }}}} of "
