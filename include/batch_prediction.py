@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from include import prediction_log, registry, storage
+from include.evaluation import DECISION_THRESHOLD
 from include.features import feature_columns
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DECISION_THRESHOLD = 0.5
 
 
 class NothingToScore(LookupError):

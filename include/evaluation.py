@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from include.config import Metric, ModelConfig
 
 DECISION_THRESHOLD = 0.5
+"""A probability of the positive class above this is a positive prediction, as scikit-learn's
+`predict` decides; evaluation, batch prediction and the online service all use it."""
 
 
 def _ranking(fn: Callable) -> Callable:
@@ -38,7 +40,7 @@ def _ranking(fn: Callable) -> Callable:
 
 
 def _decisions(scores: np.ndarray) -> np.ndarray:
-    return (scores >= DECISION_THRESHOLD).astype(int)
+    return (scores > DECISION_THRESHOLD).astype(int)
 
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {

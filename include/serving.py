@@ -72,6 +72,7 @@ from pydantic import BaseModel
 
 from include import settings
 from include.config import Column, ModelConfig, discover_model_configs
+from include.evaluation import DECISION_THRESHOLD
 from include.prediction_log import LOG_COLUMNS, PredictionBatch, PredictionLogWriter
 from include.registry import CHAMPION
 
@@ -84,7 +85,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DECISION_THRESHOLD = 0.5
 DEFAULT_POLL_SECONDS = 5.0
 BODY_BYTES_PER_RECORD = 4096
 MAX_REPORTED_PROBLEMS = 20
