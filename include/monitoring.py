@@ -268,6 +268,27 @@ def scored_on(config: ModelConfig, day: dt.date) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
+def champion_scored_on(config: ModelConfig, day: dt.date, version: str, load_model: Callable[[], Any]) -> pd.DataFrame:
+    """The champion's predictions for the day's applications: the ones it made (batch and online),
+    else, when it made none (it became champion after that day was scored), its scores now.
+
+    Without the fallback a new champion's realized performance could not be measured until its
+    own predictions had waited out the label delay; a deployed model scores a row the same way
+    whenever it is asked, so scoring the curated batch now gives the predictions it would have made.
+    """
+    made = scored_on(config, day)
+    own = made[made["version"].astype(str) == version]
+    path = storage.curated_path(config.name, day)
+    if len(own) or not path.exists():
+        return own
+    batch = pd.read_parquet(path)
+    return pd.DataFrame({
+        config.schema.entity_column: batch[config.schema.entity_column],
+        "probability": positive_probabilities(config, load_model(), batch),
+        "version": version,
+    })
+
+
 def arrived_labels(config: ModelConfig, first_event_day: dt.date, day: dt.date) -> pd.DataFrame:
     """Labels that arrived from `first_event_day` to `day` (none arrives before its event)."""
     columns = [config.schema.entity_column, config.target.column]
@@ -375,7 +396,7 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
     window = storage.read_curated(config.name, first, last)
     scores = window_scores(config, champion.version, days, window, load_model) if len(window) else None
     (label_first, _), scored = performance_window(
-        config, day, lambda when: scored_on(config, when), champion.version
+        config, day, lambda when: champion_scored_on(config, when, champion.version, load_model), champion.version
     )
     labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
     check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)

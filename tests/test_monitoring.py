@@ -117,18 +117,29 @@ def test_incomes_drifting_two_windows_in_a_row_request_a_retrain_for_drift_with_
 
 def test_labels_showing_a_drop_in_realized_performance_request_a_retrain_for_performance(world):
     config, _ = world
-
+    for offset in range(26, 33):
+        flip_labels(config, day(offset))
     for offset in range(30, 33):
         batch_prediction.score_day(config, day(offset))
-        flip_labels(config, day(offset))
 
     result = monitoring.run_check(config, day(39))
 
-    assert result["labeled_rows"] == 3 * ROWS_PER_DAY, "the scored days whose labels had arrived by the day"
+    # Days 30-32 use the champion's batch predictions; days 26-29, which it never scored, are
+    # scored now; the window widens to 7 event days to reach enough labelled rows.
+    assert result["labeled_rows"] == 7 * ROWS_PER_DAY
     assert result["realized_metric"] < 0.5 < result["champion_holdout_metric"]
     assert result["metric_drop"] > config.monitoring.retrain_policy.performance_drop
     assert result["decision"]["reason"] == "performance"
     assert result["request"]["realized_metric"] == result["realized_metric"]
+
+
+def test_a_new_champion_is_judged_on_labelled_days_it_never_scored_without_waiting_out_the_label_delay(world):
+    config, _ = world
+
+    result = monitoring.run_check(config, day(39))
+
+    assert result["labeled_rows"] == 7 * ROWS_PER_DAY
+    assert result["realized_metric"] > 0.5 and result["decision"]["retrain"] is False
 
 
 def test_a_quarantined_batch_is_a_data_quality_failure_not_drift(world):
