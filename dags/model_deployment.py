@@ -13,6 +13,8 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from model_dags import challenger_asset, configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
 
+from include import settings
+
 STAGE = "model_deployment"
 
 DOC = """
@@ -55,7 +57,7 @@ def build(config):
         default_args=default_args(config),
         doc_md=DOC.format(
             model=config.name, dag_id=dag_id(config.name, STAGE), promotion=deploy.promotion,
-            approval_hours=deploy.approval_timeout_hours, serving_url=os.environ.get("MLOPS_SERVING_URL", "default"),
+            approval_hours=deploy.approval_timeout_hours, serving_url=settings.serving_url(),
             rate=deploy.load_test_rate, seconds=deploy.load_test_seconds, budget=config.serving.latency_budget_ms,
         ),
         params={
@@ -104,8 +106,7 @@ def build(config):
             try:
                 report = infra_validation.run_in_fresh_process(config.name, version)
             except infra_validation.InfraValidationFailed as exc:
-                deployment.record_checks(config, version, "infra", {**exc.report, "problems": None,
-                                                                    "passed": False})
+                deployment.record_checks(config, version, "infra", exc.report)
                 raise AirflowFailException(str(exc)) from exc
             deployment.record_checks(config, version, "infra", report)
             return {key: report.get(key) for key in ("memory_mb", "latency_p50_ms", "latency_p99_ms",
@@ -121,35 +122,20 @@ def build(config):
         @task(retries=0)
         def verify_live_service(candidate: dict, promoted: dict, **context) -> dict:
             """The live service serves the version, answers its golden examples, and takes the load."""
-            from include import deployment, service_checks, settings
+            from include import deployment, service_checks
 
-            version, url = candidate["version"], settings.serving_url()
-            rate = context["params"]["load_test_rate"] or deploy.load_test_rate
             try:
-                service_checks.wait_until_serving(
-                    url, config.name, version, timeout=deploy.service_timeout_seconds,
+                verified = deployment.verify_live_service(
+                    config, candidate["version"], settings.serving_url(),
                     admin_token=os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"),
+                    load_test_rate=context["params"]["load_test_rate"],
                 )
-                golden = deployment.golden_examples(config, version)
-                smoke = service_checks.smoke_test(url, config.name, version, golden)
-                deployment.record_checks(config, version, "smoke_test", smoke)
-                load = service_checks.load_test(url, config.name, golden["inputs"],
-                                                rate=rate, seconds=deploy.load_test_seconds)
-                deployment.record_checks(config, version, "load_test", load.as_dict())
-                print(f"Load test: {load.qps} req/s, p50 {load.p50_ms} ms, p99 {load.p99_ms} ms, "
-                      f"{load.errors} errors")
-                if load.errors:
-                    raise service_checks.ServiceCheckFailed(
-                        f"load test: {load.errors} of {load.requests} requests failed (first: {load.first_error})"
-                    )
-                if load.p99_ms > config.serving.latency_budget_ms:
-                    raise service_checks.ServiceCheckFailed(
-                        f"load test: p99 {load.p99_ms} ms is over the budget of {config.serving.latency_budget_ms:g} ms"
-                    )
             except (service_checks.ServiceCheckFailed, deployment.DeploymentRefused) as exc:
-                deployment.record_checks(config, version, "deployment", {"failure": str(exc)})
                 raise AirflowFailException(str(exc)) from exc
-            return {"smoke_test": smoke, "load_test": load.as_dict()}
+            load = verified["load_test"]
+            print(f"Load test: {load['qps']} req/s, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
+                  f"{load['errors']} errors")
+            return verified
 
         @task
         def record_deployment(candidate: dict, verified: dict) -> dict:
@@ -163,14 +149,14 @@ def build(config):
         @task(trigger_rule="one_failed", retries=2)
         def roll_back_on_failure(**context) -> dict:
             """Something failed: if the version was promoted, restore the aliases and check the service."""
-            from include import deployment, registry, service_checks, settings
+            from include import deployment, service_checks
 
             candidate = context["ti"].xcom_pull(task_ids="check_candidate")
             if not candidate:
                 raise AirflowSkipException("no version was chosen, so nothing was promoted")
             version = candidate["version"]
-            failure = registry.client().get_model_version(config.name, version).tags.get("deployment_failure")
-            reason = failure or "a task after promotion failed; see the run's task logs"
+            reason = (deployment.failure_reason(config, version)
+                      or "a task after promotion failed; see the run's task logs")
             undone = deployment.undo_promotion(config, version, reason)
             if not undone["undone"]:
                 raise AirflowSkipException(f"version {version} is not @champion, so there is nothing to undo")

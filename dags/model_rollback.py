@@ -75,13 +75,10 @@ def build(config):
             """The service serves the restored version and answers its golden examples."""
             from include import deployment, service_checks, settings
 
-            version, url = restored["champion"], settings.serving_url()
+            version = restored["champion"]
             try:
-                service_checks.wait_until_serving(
-                    url, config.name, version, timeout=config.deployment.service_timeout_seconds,
-                    admin_token=os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"),
-                )
-                return service_checks.smoke_test(url, config.name, version, deployment.golden_examples(config, version))
+                return deployment.check_served_version(config, version, settings.serving_url(),
+                                                       os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"))
             except (service_checks.ServiceCheckFailed, deployment.DeploymentRefused) as exc:
                 raise AirflowFailException(f"version {version} is @champion again, but {exc}") from exc
 

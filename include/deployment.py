@@ -36,6 +36,7 @@ TAG_REPLACED_PREVIOUS = "replaced_previous_champion"
 TAG_PROMOTED_AT = "promoted_at"
 TAG_PROMOTED_BY_RUN = "promoted_by_airflow_run"
 TAG_ROLLBACK_REASON = "rollback_reason"
+TAG_FAILURE = "deployment_failure"
 NONE = "none"
 
 STATUS_PROMOTED = "promoted"
@@ -224,6 +225,63 @@ def golden_examples(config: ModelConfig, version: str) -> dict:
         )
     registry.client()
     return mlflow.artifacts.load_dict(uri)
+
+
+def check_served_version(config: ModelConfig, version: str, serving_url: str, admin_token: str | None = None) -> dict:
+    """The live service serves `version` (within `deployment.service_timeout_seconds`) and answers
+    the version's golden inputs with its golden outputs.
+
+    Returns:
+        The smoke test's figures ({"records", "max_abs_error", "version"}).
+
+    Raises:
+        service_checks.ServiceCheckFailed: it does not serve the version, or answers wrongly.
+        DeploymentRefused: the version has no golden examples.
+    """
+    from include import service_checks
+
+    service_checks.wait_until_serving(serving_url, config.name, version, admin_token=admin_token,
+                                      timeout=config.deployment.service_timeout_seconds)
+    return service_checks.smoke_test(serving_url, config.name, version, golden_examples(config, version))
+
+
+def verify_live_service(
+    config: ModelConfig, version: str, serving_url: str, *, admin_token: str | None = None,
+    load_test_rate: float | None = None,
+) -> dict:
+    """After promotion: `check_served_version`, then a load test (`deployment.load_test_rate`
+    requests/s unless `load_test_rate`, for `deployment.load_test_seconds`) without errors and with
+    p99 within `serving.latency_budget_ms`. The figures go on the version (`smoke_test_*`,
+    `load_test_*`); a failure's reason goes on it as `deployment_failure` for the rollback to quote.
+
+    Returns:
+        {"smoke_test": figures, "load_test": figures}.
+
+    Raises:
+        service_checks.ServiceCheckFailed, DeploymentRefused: the service failed a check.
+    """
+    from include import service_checks
+
+    deploy = config.deployment
+    try:
+        smoke = check_served_version(config, version, serving_url, admin_token)
+        record_checks(config, version, "smoke_test", smoke)
+        golden = golden_examples(config, version)
+        load = service_checks.load_test(serving_url, config.name, golden["inputs"],
+                                        rate=load_test_rate or deploy.load_test_rate, seconds=deploy.load_test_seconds)
+        record_checks(config, version, "load_test", load.as_dict())
+        problem = load.problem(config.serving.latency_budget_ms)
+        if problem:
+            raise service_checks.ServiceCheckFailed(f"load test: {problem}")
+    except (service_checks.ServiceCheckFailed, DeploymentRefused) as exc:
+        registry.client().set_model_version_tag(config.name, version, TAG_FAILURE, str(exc)[:5000])
+        raise
+    return {"smoke_test": smoke, "load_test": load.as_dict()}
+
+
+def failure_reason(config: ModelConfig, version: str) -> str | None:
+    """Why the live checks of `version` failed, as `verify_live_service` recorded it."""
+    return _existing_version(config.name, version).tags.get(TAG_FAILURE)
 
 
 def record_checks(config: ModelConfig, version: str, prefix: str, figures: dict) -> None:

@@ -161,6 +161,14 @@ class LoadTestResult:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def problem(self, budget_ms: float) -> str | None:
+        """Why the service failed the load test (a request failed, or p99 is over `budget_ms`), or None."""
+        if self.errors:
+            return f"{self.errors} of {self.requests} requests failed (first: {self.first_error})"
+        if not self.p99_ms <= budget_ms:
+            return f"p99 {self.p99_ms:g} ms is over the budget of {budget_ms:g} ms"
+        return None
+
 
 def load_test(
     base_url: str, model: str, records: list[dict], *, rate: float, seconds: float, clients: int = 4

@@ -133,6 +133,27 @@ def test_a_failing_smoke_test_rolls_back_and_the_service_serves_the_previous_ver
 
 
 @pytest.mark.slow
+def test_a_live_load_test_over_the_latency_budget_rolls_back(delivery_world, service):
+    good = register_version(delivery_world, seed=1)
+    registry.client().set_registered_model_alias(MODEL, registry.CHAMPION, good)
+    service.wait_for(lambda info: info["version"] == good, "the first champion to be served")
+    write_model_config(serving={"latency_budget_ms": 0.001})
+    slow = register_version(delivery_world, seed=2)
+    registry.set_challenger(MODEL, slow)
+
+    # Infra validation would already refuse a 1 µs budget; marked done, the live load test decides.
+    dag_run = run_dag("model_deployment", {"load_test_rate": 5}, mark_success="validate_infrastructure")
+
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert (states["verify_live_service"], states["roll_back_on_failure"]) == ("failed", "success")
+    assert aliases()["champion"] == good and service.model_info()["version"] == good
+    tags = version_tags(slow)
+    assert tags["load_test_requests"] == "5", "the load_test_rate Param sets the rate (5 req/s for 1 s)"
+    assert "over the budget" in tags[deployment.TAG_ROLLBACK_REASON]
+
+
+@pytest.mark.slow
 def test_infra_validation_refuses_a_version_that_does_not_reproduce_its_golden_examples(delivery_world, service):
     bad = register_version(delivery_world, seed=2, golden_shift=0.3)
     registry.set_challenger(MODEL, bad)
