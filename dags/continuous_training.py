@@ -6,7 +6,7 @@ heavy libraries load inside the tasks, never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from model_dags import (
     challenger_asset,
@@ -28,7 +28,9 @@ AUTOMATIC_TRIGGERS = ("schedule", "new_data")
 
 
 def trigger_is_automatic(context) -> bool:
-    return str(context["dag_run"].run_type) in ("scheduled", "asset_triggered") and not any(
+    from include.training_triggers import run_type_name
+
+    return run_type_name(context["dag_run"].run_type) in ("scheduled", "asset_triggered") and not any(
         name.endswith("__retrain_request")
         for name in (getattr(asset, "name", "") for asset in context["triggering_asset_events"])
     )
@@ -42,9 +44,12 @@ better model. Five triggers, recorded on every run (MLflow tag `airflow_trigger`
 **schedule** (`{schedule}`), **new_data** (every {every_n} curated batches),
 **drift** and **performance** (the drift sensor's `{model}__retrain_request` Asset).
 
-1. **plan_run**: check the conf, name the trigger, decide whether to train.
+1. **plan_run**: check the conf, name the trigger, decide whether to train. A drift or
+   performance request names when the world changed; it waits (the run is skipped, saying so)
+   until {min_labelled} labelled rows exist from then on, and the next run of any kind trains for it.
 2. **assemble_training_set**: curated rows of the window joined with labels that had arrived
-   by the cutoff (point-in-time correct), split by time into train / validation / holdout.
+   by the cutoff (point-in-time correct), split by time into train / validation / holdout; with a
+   change point in the window the holdout comes from after it and those rows weigh more in training.
 3. **validate_training_set**: GX checks that the data can be trained on.
 4. **train_candidate**: fit the sklearn Pipeline; log params, metrics, dataset and model to MLflow.
 5. **evaluate_candidate**: candidate and `@champion` on the same holdout; the gate's verdict
@@ -80,8 +85,14 @@ def build(config):
             dag_id=dag_id(config.name, STAGE),
             schedule=config.training.schedule or "no schedule",
             every_n=config.training.every_n_batches,
+            min_labelled=config.training.change_point.min_labelled_rows,
         ),
-        params=training_params(config, "Why you are retraining; recorded on the MLflow run."),
+        params={
+            **training_params(config, "Why you are retraining; recorded on the MLflow run."),
+            "change_start": Param(None, type=["null", "string"], format="date", title="Change point",
+                                  description="First day of a changed world (YYYY-MM-DD): the holdout comes from "
+                                              "the labelled rows from then on, which also weigh more in training."),
+        },
     )
     def continuous_training():
         @task(retries=0)
@@ -90,38 +101,38 @@ def build(config):
             from include import continuous_training as ct
             from include import training_triggers
 
-            dag_run = context["dag_run"]
+            dag_run, params = context["dag_run"], context["params"]
             try:
                 training_triggers.check_request(dag_run.conf or {})
                 events = {
                     getattr(asset, "name", str(asset)): [dict(event.extra or {}) for event in asset_events]
                     for asset, asset_events in context["triggering_asset_events"].items()
                 }
-                trigger = training_triggers.describe_trigger(str(dag_run.run_type), events, context["params"]["reason"])
-                train, why = training_triggers.should_train(config, trigger["trigger"])
-                if not train:
-                    raise AirflowSkipException(why)
-                cutoff = training_triggers.resolve_cutoff(config, context["params"]["cutoff"])
+                trigger = training_triggers.describe_trigger(dag_run.run_type, events, params["reason"])
+                planned = training_triggers.plan_training(config, trigger, params["cutoff"], params["change_start"])
             except training_triggers.InvalidTrainingRequest as exc:
                 if trigger_is_automatic(context):
                     raise AirflowSkipException(f"not training yet: {exc}") from exc
                 raise AirflowFailException(str(exc)) from exc
+            if not planned["train"]:
+                raise AirflowSkipException(planned["why"])
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
             run_ctx = ct.RunContext(
                 dag_id=dag_run.dag_id,
                 run_id=dag_run.run_id,
-                trigger=trigger["trigger"],
+                trigger=planned["trigger"],
                 data_interval_start=start.isoformat() if start else None,
                 data_interval_end=end.isoformat() if end else None,
                 git_commit=ct.current_git_commit(),
             )
-            print(f"Training {config.name}: trigger {trigger['trigger']} ({trigger['reason']}); {why}; "
-                  f"data up to {cutoff}")
+            print(f"Training {config.name}: trigger {planned['trigger']} ({planned['reason']}); {planned['why']}; "
+                  f"data up to {planned['cutoff']}, change point {planned['change_start'] or 'none'}")
             return {
                 "run_ctx": run_ctx.__dict__,
-                "trigger": trigger,
-                "cutoff": cutoff.isoformat(),
-                "window_days": context["params"]["window_days"],
+                "trigger": {**trigger, "trigger": planned["trigger"], "reason": planned["reason"]},
+                "cutoff": planned["cutoff"],
+                "change_start": planned["change_start"],
+                "window_days": params["window_days"],
                 "hyperparameters": context["params"]["hyperparameters"] or {},
             }
 
@@ -131,7 +142,7 @@ def build(config):
             from include import continuous_training as ct
 
             try:
-                return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"])
+                return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"], plan["change_start"])
             except ct.NotTrainable as exc:
                 if plan["trigger"]["trigger"] in AUTOMATIC_TRIGGERS:
                     raise AirflowSkipException(f"not training yet, the data is not ready: {exc}") from exc

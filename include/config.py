@@ -205,6 +205,19 @@ class Split(_Strict):
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
 
 
+class ChangePoint(_Strict):
+    """How training treats a change of the world (a drift or performance request's `change_start`).
+
+    A requested retrain waits until `min_labelled_rows` labelled rows exist from the change on;
+    then the holdout is drawn from those rows (at most a third of them, so the candidate also
+    learns from them) and, in training, the rows from the change on carry at least `weight_share`
+    of the total sample weight. Later runs whose window still holds the change point do the same.
+    """
+
+    min_labelled_rows: Annotated[int, Field(ge=1)] = 3000
+    weight_share: Annotated[float, Field(ge=0, lt=1)] = 0.5
+
+
 class Training(_Strict):
     schedule: str | None = Field(None, description="Cron expression; None trains on data and requests only.")
     window_days: Annotated[int, Field(ge=1)] = 60
@@ -212,6 +225,7 @@ class Training(_Strict):
     every_n_batches: Annotated[int, Field(ge=1)] = 7
     estimator: Estimator
     split: Split = Split()
+    change_point: ChangePoint = ChangePoint()
 
 
 class Metric(_Strict):

@@ -42,7 +42,9 @@ from include.training import estimator_params, fit, validate_overrides
 from include.training_data import (
     SPLITS,
     assemble_training_set,
+    change_weights,
     check_training_set,
+    rows_after,
     split_fingerprints,
     split_sizes,
     time_split,
@@ -152,6 +154,7 @@ def assemble(
     run_ctx: RunContext | dict,
     cutoff: dt.date | dt.datetime | str,
     window_days: int | None = None,
+    change_start: dt.date | str | None = None,
 ) -> dict:
     """Build the point-in-time correct training set and write its time split as Parquet.
 
@@ -159,31 +162,44 @@ def assemble(
         cutoff: the last full day whose data may be used (see `as_date`); only labels that had
             arrived by the end of that day join the set.
         window_days: days in the window; `training.window_days` when None.
+        change_start: the first day of a changed world (from a retrain request, or remembered
+            from one) when it falls inside the window: the holdout is then drawn from the
+            labelled rows from that day on (`training_data.split_sizes`), so candidate and
+            champion are judged on the world as it is now, and `train` weights those rows up.
 
     Returns:
         {"training_set_uri": folder with train/validation/holdout.parquet and manifest.json,
         "rows", "fingerprint": digest of the whole set, "splits": rows per split, "cutoff",
-        "window_days"}.
+        "window_days", "change_start": the change point used, or None}.
 
     Raises:
         NotTrainable: when the window holds too few labelled rows to split.
     """
     cutoff = as_date(cutoff)
     window_days = window_days or config.training.window_days
+    first_day = cutoff - dt.timedelta(days=window_days - 1)
+    change = as_date(change_start) if change_start else None
+    if change is not None and not first_day < change <= cutoff:
+        change = None
     frame = assemble_training_set(config, cutoff, window_days)
-    sizes = split_sizes(len(frame), config.training.split)
+    timestamp = config.schema.timestamp_column
+    after = rows_after(frame, timestamp, change) if change is not None and len(frame) else None
+    sizes = split_sizes(len(frame), config.training.split, after)
     if min(sizes.values()) < 1:
+        since = f"; {after} of them from the change on {change}" if change is not None else ""
         raise NotTrainable(
             f"{config.name}: only {len(frame)} labelled rows in the {window_days} days up to {cutoff} "
-            f"(labels known by then); cannot split them into {sorted(SPLITS)}"
+            f"(labels known by then){since}; cannot split them into {sorted(SPLITS)}"
         )
     folder = run_dir(config, run_ctx) / "training_set"
-    parts = time_split(frame, config.training.split, config.schema.timestamp_column)
+    parts = time_split(frame, config.training.split, timestamp, change)
     fingerprints = split_fingerprints(frame, parts)
     manifest = {
         "model": config.name,
         "cutoff": cutoff.isoformat(),
         "window_days": window_days,
+        "change_start": change.isoformat() if change else None,
+        "rows_after_change": after,
         "rows": len(frame),
         "fingerprint": fingerprints.pop("all")["digest"],
         "splits": fingerprints,
@@ -201,6 +217,7 @@ def assemble(
         "splits": {name: info["rows"] for name, info in manifest["splits"].items()},
         "cutoff": manifest["cutoff"],
         "window_days": window_days,
+        "change_start": manifest["change_start"],
     }
 
 
@@ -295,6 +312,10 @@ def train(
         return _train_summary(previous, reused=True)
 
     parts = {name: read_split(training_set, name) for name in SPLITS}
+    change = manifest.get("change_start")
+    weights = change_weights(parts["train"], config.schema.timestamp_column,
+                             dt.date.fromisoformat(change) if change else None,
+                             config.training.change_point.weight_share)
     with mlflow.start_run(
         run_id=previous.info.run_id if previous else None,
         experiment_id=None if previous else experiment_id,
@@ -310,6 +331,8 @@ def train(
                 "overrides": json.dumps(overrides, sort_keys=True),
                 "cutoff": manifest["cutoff"],
                 "window_days": manifest["window_days"],
+                "change_start": manifest.get("change_start") or "none",
+                "weighted_after_change": weights is not None,
                 **{f"rows.{name}": info["rows"] for name, info in manifest["splits"].items()},
                 "rows.train_metrics": min(manifest["splits"]["train"]["rows"], TRAIN_METRICS_SAMPLE_ROWS),
             }
@@ -318,7 +341,7 @@ def train(
         if check_report.exists():
             mlflow.log_artifact(str(check_report), artifact_path="data_checks")
 
-        result = fit(config, parts["train"], overrides)
+        result = fit(config, parts["train"], overrides, sample_weight=weights)
         train_sample = _sample(parts["train"], TRAIN_METRICS_SAMPLE_ROWS)
         train_metrics = compute_metrics(config, result.model, train_sample)
         validation_metrics = compute_metrics(config, result.model, parts["validation"])

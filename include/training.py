@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from include.features import build_preprocessor, feature_columns
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from include.config import ModelConfig
@@ -133,20 +134,38 @@ def _validate_param_values(config: ModelConfig, estimator: Any, params: dict, ov
         raise ValueError(f"{source} '{PARAMS_KEY}.{bad}': got {params[bad]!r}; {exc}") from None
 
 
-def fit(config: ModelConfig, train_frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> FitResult:
+def fit(
+    config: ModelConfig,
+    train_frame: pd.DataFrame,
+    overrides: dict[str, Any] | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> FitResult:
     """Build the model and fit it on the training frame's raw feature columns and target.
+
+    Args:
+        sample_weight: one weight per row (see `training_data.change_weights`); an estimator whose
+            `fit` takes no weights is fitted unweighted, and the result's warnings say so.
 
     Returns:
         FitResult whose `converged` is False when sklearn warned that the solver did not converge,
         or when an estimator with early stopping used all of its `max_iter` iterations.
     """
     model = build_model(config, overrides)
+    fit_params, unweighted = {}, []
+    if sample_weight is not None:
+        if "sample_weight" in inspect.signature(model.named_steps["estimator"].fit).parameters:
+            fit_params["estimator__sample_weight"] = sample_weight
+        else:
+            unweighted.append(
+                f"{config.training.estimator.class_path}.fit takes no sample_weight: the rows after the "
+                "change point were not weighted up"
+            )
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(train_frame[feature_columns(config)], train_frame[config.target.column])
+        model.fit(train_frame[feature_columns(config)], train_frame[config.target.column], **fit_params)
     seconds = time.perf_counter() - started
-    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    messages = unweighted + list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     estimator = model.named_steps["estimator"]
     if getattr(estimator, "do_early_stopping_", False) and estimator.n_iter_ >= estimator.max_iter:

@@ -90,15 +90,57 @@ def _require_columns(frame: pd.DataFrame, names: list[str], where: str) -> None:
         raise ValueError(f"{where} lacks the columns {missing}; it has {sorted(frame.columns)}")
 
 
-def split_sizes(rows: int, split: Split) -> dict[str, int]:
-    """Rows in train, validation and holdout for a frame of `rows` rows."""
+def split_sizes(rows: int, split: Split, rows_after_change: int | None = None) -> dict[str, int]:
+    """Rows in train, validation and holdout for a frame of `rows` rows.
+
+    Args:
+        rows_after_change: the newest rows that come from after a change of the world, when the
+            window holds one. The holdout then takes at most a third of them and validation at
+            most a sixth, so that both models are judged on the new world only and the
+            candidate still trains on at least half of what is known about it.
+    """
     holdout = round(rows * split.holdout_fraction)
     validation = round(rows * split.validation_fraction)
+    if rows_after_change is not None:
+        holdout = min(holdout, rows_after_change // 3)
+        validation = min(validation, rows_after_change // 6)
     return {"train": rows - validation - holdout, "validation": validation, "holdout": holdout}
 
 
-def time_split(frame: pd.DataFrame, split: Split, timestamp_column: str) -> dict[str, pd.DataFrame]:
+def rows_after(frame: pd.DataFrame, timestamp_column: str, change_start: dt.date) -> int:
+    """How many rows of the frame have an event at or after the start of `change_start`."""
+    return int((frame[timestamp_column] >= pd.Timestamp(change_start)).sum())
+
+
+def change_weights(
+    frame: pd.DataFrame, timestamp_column: str, change_start: dt.date | None, share: float
+) -> np.ndarray | None:
+    """Sample weights that give the rows from `change_start` on at least `share` of the total weight.
+
+    Rows from before the change keep weight 1 when the new rows already carry that share (or
+    when there is no change, or no row on one side of it), else the new rows are weighted up.
+    The weights average 1 (per row), so regularization keeps its meaning.
+
+    Returns:
+        One weight per row, or None when every row weighs the same.
+    """
+    if change_start is None:
+        return None
+    after = (frame[timestamp_column] >= pd.Timestamp(change_start)).to_numpy()
+    new, old = int(after.sum()), int((~after).sum())
+    if not new or not old or new / len(frame) >= share:
+        return None
+    weights = np.where(after, share / new, (1 - share) / old)
+    return weights * len(frame)
+
+
+def time_split(
+    frame: pd.DataFrame, split: Split, timestamp_column: str, change_start: dt.date | None = None
+) -> dict[str, pd.DataFrame]:
     """Split by event time: the newest rows are the holdout, the ones just before them validation.
+
+    Args:
+        change_start: when the world changed inside the window: see `split_sizes`.
 
     Returns:
         {"train", "validation", "holdout"} frames, each with a fresh index.
@@ -106,7 +148,8 @@ def time_split(frame: pd.DataFrame, split: Split, timestamp_column: str) -> dict
     Raises:
         ValueError: when a split would be empty.
     """
-    sizes = split_sizes(len(frame), split)
+    after = None if change_start is None else rows_after(frame, timestamp_column, change_start)
+    sizes = split_sizes(len(frame), split, after)
     empty = [name for name, size in sizes.items() if size < 1]
     if empty:
         raise ValueError(f"a training set of {len(frame)} rows leaves the {empty} split(s) empty")

@@ -36,7 +36,8 @@ RETRAIN_REQUEST_KEYS = {
     "model_version": "the champion version that was monitored",
 }
 
-REQUEST_PARAMS = {"reason", "window_days", "cutoff", "hyperparameters"}
+REQUEST_PARAMS = {"reason", "window_days", "cutoff", "change_start", "hyperparameters"}
+REQUESTED_TRIGGERS = ("drift", "performance")
 
 
 class InvalidTrainingRequest(ValueError):
@@ -62,11 +63,20 @@ def check_request(conf: Mapping[str, Any]) -> None:
         raise InvalidTrainingRequest(f"hyperparameters must be a mapping, got {hyperparameters!r}")
 
 
-def describe_trigger(run_type: str, asset_events: Mapping[str, list[Mapping]], conf_reason: str | None) -> dict:
+def run_type_name(run_type: Any) -> str:
+    """Airflow's run type as its plain value ("scheduled", "manual", "asset_triggered", ...).
+
+    Inside a running task `dag_run.run_type` is the Task SDK's `DagRunType`, a str enum whose
+    `str()` is "DagRunType.SCHEDULED"; its `.value` is what the scheduler and the REST API say.
+    """
+    return str(getattr(run_type, "value", run_type))
+
+
+def describe_trigger(run_type: Any, asset_events: Mapping[str, list[Mapping]], conf_reason: str | None) -> dict:
     """Name the trigger of a run from its run type and the Asset events that started it.
 
     Args:
-        run_type: Airflow's run type: manual, scheduled, asset_triggered or backfill.
+        run_type: Airflow's run type (see `run_type_name`): manual, scheduled, asset_triggered or backfill.
         asset_events: the triggering events' `extra` dicts, by asset name.
         conf_reason: the `reason` a person typed, for manual runs.
 
@@ -82,7 +92,7 @@ def describe_trigger(run_type: str, asset_events: Mapping[str, list[Mapping]], c
     if asset_events:
         batches = sum(len(extras) for extras in asset_events.values())
         return {"trigger": "new_data", "reason": f"{batches} new curated batch event(s)", "request": None}
-    if run_type == "scheduled":
+    if run_type_name(run_type) == "scheduled":
         return {"trigger": "schedule", "reason": "scheduled retraining", "request": None}
     return {"trigger": "on_demand", "reason": conf_reason or "manual", "request": None}
 
@@ -133,3 +143,122 @@ def resolve_cutoff(config: ModelConfig, requested: str | None) -> dt.date:
     if not days:
         raise InvalidTrainingRequest(f"no curated data for {config.name} yet: run data ingestion first")
     return days[-1]
+
+
+# --- a change of the world: a request honoured, deferred until its labels arrive, remembered -------
+
+
+def change_start_of(request: Mapping[str, Any]) -> dt.date:
+    """The first day of the changed world a retrain request names: `change_start`, else `window.start`."""
+    return dt.date.fromisoformat(request.get("change_start") or request["window"]["start"])
+
+
+def _pending_path(model: str):
+    return settings.state_dir() / "runs" / model / "pending_request.json"
+
+
+def _change_point_path(model: str):
+    return settings.state_dir() / "runs" / model / "change_point.json"
+
+
+def _write(path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def pending_request(model: str) -> dict | None:
+    """The drift or performance request that waits for labels: {"reason", "change_start", "request", "deferred_on"}."""
+    path = _pending_path(model)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def defer_request(model: str, reason: str, change_start: dt.date, request: Mapping | None, day: dt.date) -> None:
+    """Keep a request that cannot train yet; a newer request replaces it (it knows more)."""
+    _write(_pending_path(model), {"reason": reason, "change_start": change_start.isoformat(),
+                                  "request": dict(request or {}), "deferred_on": day.isoformat()})
+
+
+def clear_pending_request(model: str) -> None:
+    _pending_path(model).unlink(missing_ok=True)
+
+
+def remembered_change_point(model: str) -> dt.date | None:
+    """The newest change of the world a retrain honoured; later trainings whose window holds it use it too."""
+    path = _change_point_path(model)
+    return dt.date.fromisoformat(json.loads(path.read_text())["change_start"]) if path.exists() else None
+
+
+def remember_change_point(model: str, change_start: dt.date) -> None:
+    _write(_change_point_path(model), {"change_start": change_start.isoformat()})
+
+
+def labelled_rows_since(config: ModelConfig, change_start: dt.date, cutoff: dt.date) -> int:
+    """Curated rows with an event from `change_start` to `cutoff` whose label had arrived by `cutoff`."""
+    from include.training_data import assemble_training_set
+
+    if change_start > cutoff:
+        return 0
+    return len(assemble_training_set(config, cutoff, (cutoff - change_start).days + 1))
+
+
+def plan_training(
+    config: ModelConfig,
+    trigger: Mapping[str, Any],
+    cutoff: str | dt.date | None = None,
+    change_start: str | dt.date | None = None,
+) -> dict:
+    """Whether this run trains now, for what, on data up to when, and from which change of the world.
+
+    - A drift or performance request names when the world changed (`change_start_of`). It trains
+      once `training.change_point.min_labelled_rows` labelled rows exist from then on; before
+      that it is deferred (kept, not dropped: `pending_request`) and the next run of any kind
+      that finds enough labels trains for it, under the request's trigger name.
+    - A person may name `change_start` too; with too few labels after it the run fails, naming them.
+    - Any other run trains as `should_train` says, on the remembered change point (if any).
+
+    Returns:
+        {"train": bool, "trigger", "reason", "cutoff": ISO day, "change_start": ISO day or None,
+        "why": the sentence for the log (or for the skip)}.
+
+    Raises:
+        InvalidTrainingRequest: no curated data yet, or a person's change point with too few labels.
+    """
+    resolved = resolve_cutoff(config, cutoff.isoformat() if isinstance(cutoff, dt.date) else cutoff)
+    name, reason, request = trigger["trigger"], trigger["reason"], trigger.get("request")
+    pending = pending_request(config.name)
+    source = None
+    if name in REQUESTED_TRIGGERS and request:
+        change, source = change_start_of(request), "request"
+    elif change_start:
+        change, source = (change_start if isinstance(change_start, dt.date)
+                          else dt.date.fromisoformat(change_start)), "person"
+    elif pending:
+        change, source = dt.date.fromisoformat(pending["change_start"]), "deferred"
+        name, request = pending["reason"], pending["request"]
+        reason = f"{pending['reason']} request deferred on {pending['deferred_on']} (this run: {trigger['trigger']})"
+    else:
+        change = None
+
+    def plan(train: bool, why: str, change_point: dt.date | None) -> dict:
+        return {"train": train, "trigger": name, "reason": reason, "cutoff": resolved.isoformat(),
+                "change_start": change_point.isoformat() if change_point else None, "why": why}
+
+    if change is None:
+        train, why = should_train(config, name)
+        return plan(train, why, remembered_change_point(config.name))
+    labelled, needed = labelled_rows_since(config, change, resolved), config.training.change_point.min_labelled_rows
+    counted = f"{labelled} labelled rows from the change on {change} (labels known by {resolved})"
+    if labelled < needed:
+        shortfall = (f"{counted}; training for the changed world needs {needed} "
+                     "(training.change_point.min_labelled_rows)")
+        if source == "person":
+            raise InvalidTrainingRequest(shortfall)
+        if source == "request":
+            defer_request(config.name, name, change, request, resolved)
+        return plan(False, f"deferred: {shortfall}; it trains as soon as they have arrived", change)
+    if source != "person":
+        clear_pending_request(config.name)
+    remember_change_point(config.name, change)
+    return plan(True, f"{name}: {counted}", change)
