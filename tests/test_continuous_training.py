@@ -236,3 +236,25 @@ def test_a_run_context_may_travel_between_tasks_as_a_dict(config):
 def test_run_ids_become_safe_folder_names():
     assert ct.sanitize_run_id("manual__2026-03-01T03:00:00+00:00") == "manual__2026-03-01T03_00_00_00_00"
     assert ct.sanitize_run_id("../../etc") == "etc"
+
+
+def test_a_change_point_puts_the_holdout_in_the_new_world_and_weights_it_in_training(config):
+    ctx = run_ctx(config)
+    change = CUTOFF - dt.timedelta(days=12)
+
+    assembled = ct.assemble(config, ctx, CUTOFF, change_start=change)
+    trained = ct.train(config, ctx, assembled["training_set_uri"])
+
+    holdout = ct.read_split(assembled["training_set_uri"], "holdout")
+    assert assembled["change_start"] == change.isoformat()
+    assert holdout[config.schema.timestamp_column].min() >= dt.datetime.combine(change, dt.time.min)
+    params = registry.client().get_run(trained["mlflow_run_id"]).data.params
+    assert params["change_start"] == change.isoformat() and params["weighted_after_change"] == "True"
+
+
+def test_a_change_point_before_the_window_changes_nothing(config):
+    before_window = CUTOFF - dt.timedelta(days=20)
+
+    assembled = ct.assemble(config, run_ctx(config), CUTOFF, window_days=10, change_start=before_window)
+
+    assert assembled["change_start"] is None

@@ -11,6 +11,7 @@ from include.training import build_model, fit, validate_overrides
 from include.training_data import (
     LABEL_TIMESTAMP,
     assemble_training_set,
+    change_weights,
     check_training_set,
     end_of_day,
     fingerprint,
@@ -250,3 +251,31 @@ def test_an_override_replaces_the_configured_param(config):
 
     assert model.named_steps["estimator"].learning_rate == 0.05
     assert model.named_steps["estimator"].max_iter == config.training.estimator.params["max_iter"]
+
+
+def test_after_a_change_the_holdout_and_validation_come_from_the_new_world_and_train_keeps_half_of_it(config):
+    frame = training_frame(config, days=20)
+    timestamp = config.schema.timestamp_column
+    change = FIRST_DAY + dt.timedelta(days=17)
+
+    parts = time_split(frame, config.training.split, timestamp, change)
+
+    new_rows = int((frame[timestamp] >= pd.Timestamp(change)).sum())
+    assert parts["validation"][timestamp].min() >= pd.Timestamp(change)
+    assert len(parts["holdout"]) == new_rows // 3 and len(parts["validation"]) == new_rows // 6
+    assert (parts["train"][timestamp] >= pd.Timestamp(change)).sum() >= new_rows // 2
+
+
+def test_rows_after_a_change_carry_the_configured_share_of_the_training_weight(config):
+    frame = training_frame(config, days=20)
+    timestamp = config.schema.timestamp_column
+    change = FIRST_DAY + dt.timedelta(days=18)
+
+    weights = change_weights(frame, timestamp, change, 0.5)
+
+    after = (frame[timestamp] >= pd.Timestamp(change)).to_numpy()
+    assert weights[after].sum() == pytest.approx(weights[~after].sum())
+    assert weights.mean() == pytest.approx(1.0)
+    assert change_weights(frame, timestamp, FIRST_DAY + dt.timedelta(days=1), 0.5) is None, (
+        "rows that already carry the share are not weighted")
+    assert change_weights(frame, timestamp, None, 0.5) is None

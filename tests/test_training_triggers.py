@@ -75,3 +75,73 @@ def test_cutoff_defaults_to_the_newest_curated_day(state_dir, demo_config):
 
     assert training_triggers.resolve_cutoff(demo_config, None) == dt.date(2026, 1, 5)
     assert training_triggers.resolve_cutoff(demo_config, "2026-01-03") == dt.date(2026, 1, 3)
+
+
+def test_the_run_type_a_live_task_sees_is_recognised_as_the_schedule():
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    assert str(DagRunType.SCHEDULED) != "scheduled", "the Task SDK enum's str() is not its value"
+    assert describe_trigger(DagRunType.SCHEDULED, {}, None)["trigger"] == "schedule"
+    assert describe_trigger(DagRunType.MANUAL, {}, "why")["trigger"] == "on_demand"
+
+
+def test_a_scheduled_run_carrying_the_sdk_enum_counts_as_automatic():
+    import importlib.util
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    from include import settings
+
+    spec = importlib.util.spec_from_file_location("ct_dag", settings.PROJECT_ROOT / "dags" / "continuous_training.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = {"dag_run": SimpleNamespace(run_type=DagRunType.SCHEDULED), "triggering_asset_events": {}}
+
+    assert module.trigger_is_automatic(context)
+
+
+# --- a change of the world ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def labelled_world(state_dir, demo_config):
+    """40 days of curated batches (150 rows a day) and the labels that arrived (7 days later)."""
+    from tests.ct_world import fill_stores, small_config
+
+    config = small_config(demo_config)
+    config = config.model_copy(update={"training": config.training.model_copy(update={
+        "change_point": config.training.change_point.model_copy(update={"min_labelled_rows": 450})})})
+    fill_stores(config, days=40)
+    return config
+
+
+def drift_request(start: str) -> dict:
+    request = {"reason": "drift", "window": {"start": start, "end": start}, "change_start": start}
+    return describe_trigger("asset_triggered", {"credit_default__retrain_request": [request]}, None)
+
+
+def test_a_request_whose_changed_world_has_too_few_labels_is_deferred_then_trained_by_a_later_run(labelled_world):
+    config = labelled_world
+    change = dt.date(2026, 1, 30)
+
+    early = training_triggers.plan_training(config, drift_request(change.isoformat()), cutoff=dt.date(2026, 2, 6))
+    scheduled = describe_trigger("scheduled", {}, None)
+    still_early = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 7))
+    ready = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 8))
+
+    assert not early["train"] and early["why"].startswith("deferred: 150 labelled rows from the change on 2026-01-30")
+    assert not still_early["train"] and "300 labelled rows" in still_early["why"]
+    assert ready["train"] and ready["trigger"] == "drift" and ready["change_start"] == "2026-01-30"
+    assert "deferred on 2026-02-06" in ready["reason"]
+    assert training_triggers.pending_request(config.name) is None, "the request is consumed once it trains"
+    after = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 8))
+    assert after["trigger"] == "schedule" and after["change_start"] == "2026-01-30", "the change point is remembered"
+
+
+def test_a_persons_change_point_with_too_few_labels_fails_naming_them(labelled_world):
+    on_demand = describe_trigger("manual", {}, "the market changed")
+
+    with pytest.raises(InvalidTrainingRequest, match="150 labelled rows from the change on 2026-01-30.*needs 450"):
+        training_triggers.plan_training(labelled_world, on_demand, cutoff="2026-02-06", change_start="2026-01-30")
+    assert training_triggers.pending_request(labelled_world.name) is None

@@ -1,0 +1,215 @@
+"""The closed loop, day by day: the library's own steps on a simulated data clock.
+
+What the DAGs do over weeks of wall time, this driver does over any range of data days in one
+process, calling the very functions the DAG tasks call (never a second implementation):
+
+    ingest D ──► batch prediction of D ──► drift check of D ──► retrain? ──► gate ──► promote
+    (land, GX gate,   (the version that      (point-in-time:      (request,     (evaluate,   (effective
+     publish, labels)  serves D scores it)     that version)        schedule,     register)    from D + 1)
+                                                                    new data)
+
+The clock is the data day: day D is over once its batch is ingested, so a model trained on day D
+uses data up to D and, once promoted, serves from D + 1. Each day runs at most one training,
+chosen as the DAG's five triggers would choose it: a retrain request (drift or performance) before
+the schedule (`training.schedule`, when a fire time falls on the day) before new data
+(`training.every_n_batches`); `training_triggers.plan_training` decides, so requests are deferred
+until their labels arrive exactly as on the live stack.
+
+What the loop leaves out, and why: infra validation and the live smoke and load tests need a
+running prediction service; they check that a version can be served, not which version should
+be, so the driver promotes a blessed challenger directly (`deployment.check_candidate`, then
+`deployment.promote`). A promotion that needs a person's approval (`deployment.promotion:
+approval`, or a gate verdict that asks for it) waits for the `approve` callback; without one it
+is never promoted, as an unanswered approval is a rejection.
+
+Every write goes to the stores the environment points at (`MLOPS_STATE_DIR`,
+`MLFLOW_TRACKING_URI`): give the driver a throw-away state, never the live stack's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from include import batch_prediction, deployment, ingestion, monitoring, training_triggers
+from include import continuous_training as ct
+
+if TYPE_CHECKING:
+    from include.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+RUN_PREFIX = "replay"
+
+
+@dataclass
+class DayOutcome:
+    """What the loop did on one data day."""
+
+    day: dt.date
+    curated: bool = False
+    quarantined: str | None = None
+    scored_by: str | None = None
+    check: dict | None = None
+    request: dict | None = None
+    training: dict | None = None
+    promoted: str | None = None
+    champion: str | None = None
+    train_cpu_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "day": self.day.isoformat()}
+
+
+@dataclass
+class ClosedLoop:
+    """Runs the loop of one model config over data days (see the module docstring).
+
+    Args:
+        config: the model config (its source delivers the days).
+        approve: asked for each promotion that needs a person's approval; None approves nothing.
+    """
+
+    config: ModelConfig
+    approve: Callable[[str, dict], bool] | None = None
+    days: list[DayOutcome] = field(default_factory=list)
+
+    def run(self, first: dt.date, last: dt.date) -> list[DayOutcome]:
+        """Every day from `first` to `last`, in order; returns their outcomes."""
+        outcomes = []
+        day = first
+        while day <= last:
+            outcomes.append(self.step(day))
+            day += dt.timedelta(days=1)
+        return outcomes
+
+    def step(self, day: dt.date) -> DayOutcome:
+        """One data day of the loop."""
+        outcome = DayOutcome(day)
+        self._ingest(day, outcome)
+        self._score(day, outcome)
+        self._monitor(day, outcome)
+        trigger = self._trigger(day, outcome)
+        if trigger is not None:
+            started = time.process_time()
+            self._train(day, trigger, outcome)
+            outcome.train_cpu_seconds = time.process_time() - started
+        outcome.champion = _champion(self.config)
+        self.days.append(outcome)
+        log.info("%s %s: %s", self.config.name, day, _one_line(outcome))
+        return outcome
+
+    # --- the steps ------------------------------------------------------------------------------
+
+    def _ingest(self, day: dt.date, outcome: DayOutcome) -> None:
+        landed = ingestion.land(self.config, day)
+        try:
+            ingestion.validate(self.config, day, landed["batch_uri"])
+        except ingestion.BatchRejected as exc:
+            outcome.quarantined = str(exc).splitlines()[0][:300]
+        else:
+            ingestion.publish(self.config, day, landed["batch_uri"])
+            outcome.curated = True
+        ingestion.land_labels(self.config, day)
+
+    def _score(self, day: dt.date, outcome: DayOutcome) -> None:
+        try:
+            outcome.scored_by = batch_prediction.score_day(self.config, day)["model_version"]
+        except batch_prediction.NothingToScore:
+            outcome.scored_by = None
+
+    def _monitor(self, day: dt.date, outcome: DayOutcome) -> None:
+        ids = {"dag_id": f"{self.config.name}__drift_sensor", "run_id": f"{RUN_PREFIX}__{day.isoformat()}"}
+        try:
+            check = monitoring.run_check(self.config, day, ids)
+        except (monitoring.NoChampion, monitoring.WindowNotReady):
+            return
+        outcome.check = {key: check[key] for key in ("model_version", "drift_share", "drifted_columns",
+                                                     "realized_metric", "metric_drop", "decision")}
+        if check["decision"]["retrain"] and not check["request_already_emitted"]:
+            outcome.request = check["request"]
+            monitoring.mark_request_emitted(check["mlflow_run_id"])
+
+    def _trigger(self, day: dt.date, outcome: DayOutcome) -> dict | None:
+        """The trigger of the day's training run, as the DAG would name it, or None."""
+        name = self.config.name
+        if outcome.request is not None:
+            return training_triggers.describe_trigger(
+                "asset_triggered", {f"{name}__retrain_request": [outcome.request]}, None)
+        if schedule_fires_on(self.config.training.schedule, day):
+            return training_triggers.describe_trigger("scheduled", {}, None)
+        if outcome.curated:
+            return training_triggers.describe_trigger(
+                "asset_triggered", {f"{name}__curated_batch": [{"day": day.isoformat()}]}, None)
+        return None
+
+    def _train(self, day: dt.date, trigger: dict, outcome: DayOutcome) -> None:
+        config = self.config
+        try:
+            planned = training_triggers.plan_training(config, trigger, cutoff=day)
+        except training_triggers.InvalidTrainingRequest as exc:
+            outcome.training = {"trigger": trigger["trigger"], "trained": False, "why": str(exc)}
+            return
+        outcome.training = {"trigger": planned["trigger"], "trained": planned["train"], "why": planned["why"],
+                            "change_start": planned["change_start"]}
+        if not planned["train"]:
+            return
+        run_ctx = ct.RunContext(dag_id=f"{config.name}__continuous_training",
+                                run_id=f"{RUN_PREFIX}__{day.isoformat()}__{planned['trigger']}",
+                                trigger=planned["trigger"])
+        try:
+            assembled = ct.assemble(config, run_ctx, day, None, planned["change_start"])
+            ct.validate(config, run_ctx, assembled["training_set_uri"])
+        except ct.NotTrainable as exc:
+            outcome.training.update(trained=False, why=str(exc))
+            return
+        trained = ct.train(config, run_ctx, assembled["training_set_uri"])
+        evaluated = ct.evaluate(config, run_ctx, assembled["training_set_uri"], trained["mlflow_run_id"])
+        registered = ct.register(config, run_ctx, trained["mlflow_run_id"])
+        training_triggers.record_training(config.name, day, run_ctx.run_id)
+        outcome.training.update(version=registered["version"], passed=evaluated["passed"],
+                                reasons=evaluated["reasons"], holdout_rows=assembled["splits"]["holdout"])
+        if registered["alias_set"]:
+            outcome.promoted = self._deliver(day, registered["version"], run_ctx.run_id, evaluated)
+
+    def _deliver(self, day: dt.date, version: str, run_id: str, evaluated: dict) -> str | None:
+        """Promote a blessed challenger from the next day on, asking `approve` when a person must."""
+        config = self.config
+        deployment.check_candidate(config, version)
+        needs_person = config.deployment.promotion == "approval" or bool(evaluated.get("needs_approval"))
+        if needs_person and not (self.approve and self.approve(version, evaluated)):
+            return None
+        deployment.promote(config, version, run_id, effective_day=day + dt.timedelta(days=1))
+        return version
+
+
+def schedule_fires_on(schedule: str | None, day: dt.date) -> bool:
+    """Whether a cron schedule (UTC) has a fire time within the data day."""
+    if not schedule:
+        return False
+    from croniter import croniter
+
+    start = dt.datetime.combine(day, dt.time.min) - dt.timedelta(microseconds=1)
+    return croniter(schedule, start).get_next(dt.datetime).date() == day
+
+
+def _champion(config: ModelConfig) -> str | None:
+    from include import registry
+
+    version = registry.get_champion_version(config.name)
+    return str(version.version) if version else None
+
+
+def _one_line(outcome: DayOutcome) -> str:
+    parts: list[Any] = ["curated" if outcome.curated else "quarantined" if outcome.quarantined else "no batch"]
+    if outcome.check:
+        parts.append(f"check v{outcome.check['model_version']}: {outcome.check['decision']['explanation'][:120]}")
+    if outcome.training:
+        parts.append(f"training {outcome.training}")
+    if outcome.promoted:
+        parts.append(f"promoted v{outcome.promoted}")
+    return "; ".join(str(part) for part in parts)
