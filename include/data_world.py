@@ -26,8 +26,10 @@ Scenarios (`source.scenarios` in the model config) say what happens to the world
 - `base_rate_change` (`logit_shift`): the default rate changes for everyone (prior shift): the
   log-odds of default of every application move by `logit_shift`, growing linearly from 0 on
   `start` to `logit_shift` on `end` and staying there afterwards (reached at once when `end` is
-  omitted). Features do not move and the ranking of applicants barely does, so ROC AUC hardly
-  changes while calibration (Brier score) and average precision do.
+  omitted). Features and scores do not move, so no drift test sees it; labels do: a model fitted
+  before it is under-confident (its Brier score worsens), its average precision rises with the
+  base rate, and its ROC AUC falls a little, as a refitted model's does (a refit wins back
+  calibration, not ranking).
 - `seasonal` (`amplitude`, `period_days`, optional `column`): a periodic pattern from `start`
   (until `end`, or for good), a sine wave that is 0 on `start` and repeats every `period_days`.
   With `column`, that numeric column is multiplied by 1 + amplitude * sine; without, the log-odds
