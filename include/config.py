@@ -40,7 +40,13 @@ class Scenario(_Strict):
 
     name: str
     kind: Literal[
-        "stable", "covariate_shift", "concept_drift", "data_quality_incident", "schema_break"
+        "stable",
+        "covariate_shift",
+        "concept_drift",
+        "base_rate_change",
+        "seasonal",
+        "data_quality_incident",
+        "schema_break",
     ]
     start: dt.date
     end: dt.date | None = Field(None, description="Last day (inclusive); open-ended when omitted.")

@@ -23,6 +23,18 @@ Scenarios (`source.scenarios` in the model config) say what happens to the world
   link is multiplied by `credit_score_weight`, and a share `default_rate_boost` of the segment's
   applicants who would have repaid now default, i.e. the segment's default probability p becomes
   p + boost * (1 - p).
+- `base_rate_change` (`logit_shift`): the default rate changes for everyone (prior shift): the
+  log-odds of default of every application move by `logit_shift`, growing linearly from 0 on
+  `start` to `logit_shift` on `end` and staying there afterwards (reached at once when `end` is
+  omitted). Features and scores do not move, so no drift test sees it; labels do: a model fitted
+  before it is under-confident (its Brier score worsens), its average precision rises with the
+  base rate, and its ROC AUC falls a little, as a refitted model's does (a refit wins back
+  calibration, not ranking).
+- `seasonal` (`amplitude`, `period_days`, optional `column`): a periodic pattern from `start`
+  (until `end`, or for good), a sine wave that is 0 on `start` and repeats every `period_days`.
+  With `column`, that numeric column is multiplied by 1 + amplitude * sine; without, the log-odds
+  of default move by amplitude * sine. A pattern that comes back by itself is not something a
+  retrain should chase.
 - `data_quality_incident` (`null_column`/`null_fraction`, `unit_change_column`/`unit_factor`,
   `out_of_range_column`/`out_of_range_fraction`): the delivered batch, not the world, is broken
   on the scenario's days: exactly that share of a column is null, a column arrives in other units,
@@ -106,6 +118,8 @@ _KNOWN_PARAMS = {
     "stable": set(),
     "covariate_shift": {"column", "factor"},
     "concept_drift": {"segment_column", "segment_value", "default_rate_boost", "credit_score_weight"},
+    "base_rate_change": {"logit_shift"},
+    "seasonal": {"column", "amplitude", "period_days"},
     "data_quality_incident": {
         "null_column",
         "null_fraction",
@@ -117,6 +131,8 @@ _KNOWN_PARAMS = {
     "schema_break": {"rename", "drop", "retype"},
 }
 _RETYPES = ("string", "float", "integer")
+# Kinds whose effect outlasts their period: the world stays changed after the ramp.
+_LASTING = ("covariate_shift", "base_rate_change")
 
 
 # --- the world's calendar ------------------------------------------------------------------------
@@ -143,11 +159,11 @@ def scenario_on(source: SyntheticSource, day: dt.date) -> Scenario | None:
 
 
 def active_scenarios(source: SyntheticSource, day: dt.date) -> list[Scenario]:
-    """Every scenario that shapes `day`'s data, including covariate shifts past their ramp."""
+    """Every scenario that shapes `day`'s data, including lasting changes past their ramp."""
     return [
         scenario
         for scenario in source.scenarios
-        if _within(scenario, day) or (scenario.kind == "covariate_shift" and day >= scenario.start)
+        if _within(scenario, day) or (scenario.kind in _LASTING and day >= scenario.start)
     ]
 
 
@@ -156,15 +172,34 @@ def ground_truth(source: SyntheticSource) -> dict[str, dt.date]:
     return {scenario.name: scenario.start for scenario in source.scenarios}
 
 
+def ramp_progress(scenario: Scenario, day: dt.date) -> float:
+    """How far a lasting change has gone on `day`: 0 up to `start`, 1 from `end` on, linear between.
+
+    Without `end` the change is sudden: 1 from `start` on.
+    """
+    if day < scenario.start:
+        return 0.0
+    if scenario.end is None or day >= scenario.end:
+        return 1.0
+    return (day - scenario.start).days / (scenario.end - scenario.start).days
+
+
 def shift_factor(scenario: Scenario, day: dt.date) -> float:
     """The multiplier a covariate shift applies on `day`: 1.0 at `start`, `factor` from `end` on."""
-    factor = float(scenario.params["factor"])
-    if day < scenario.start:
-        return 1.0
-    if scenario.end is None or day >= scenario.end:
-        return factor
-    progress = (day - scenario.start).days / (scenario.end - scenario.start).days
-    return 1.0 + (factor - 1.0) * progress
+    return 1.0 + (float(scenario.params["factor"]) - 1.0) * ramp_progress(scenario, day)
+
+
+def base_rate_shift(scenario: Scenario, day: dt.date) -> float:
+    """What a base-rate change adds to every application's log-odds of default on `day`."""
+    return float(scenario.params["logit_shift"]) * ramp_progress(scenario, day)
+
+
+def seasonal_wave(scenario: Scenario, day: dt.date) -> float:
+    """A seasonal pattern's amplitude * sine on `day`: 0 on `start`, peaking a quarter period later."""
+    if not _within(scenario, day):
+        return 0.0
+    phase = 2 * np.pi * (day - scenario.start).days / float(scenario.params["period_days"])
+    return float(scenario.params["amplitude"]) * float(np.sin(phase))
 
 
 def with_rows_per_day(config: ModelConfig, rows: int) -> ModelConfig:
@@ -200,8 +235,10 @@ def applications_for_day(config: ModelConfig, day: dt.date) -> pd.DataFrame:
     scenarios = active_scenarios(source, day)
     for scenario in scenarios:
         if scenario.kind == "covariate_shift":
-            _shift(world, scenario, day, config.schema)
-    probability = _default_probability(world, scenarios)
+            _scale(world, scenario.params["column"], shift_factor(scenario, day), config.schema)
+        elif scenario.kind == "seasonal" and "column" in scenario.params:
+            _scale(world, scenario.params["column"], 1.0 + seasonal_wave(scenario, day), config.schema)
+    probability = _default_probability(world, scenarios, day)
     world[config.target.column] = (outcome_rng.random(len(world)) < probability).astype("int64")
     return world[[*config.schema.columns, config.target.column]]
 
@@ -303,6 +340,11 @@ def _check_scenario(scenario: Scenario, schema: Schema) -> None:
                 f"of type {' or '.join(types)}"
             )
 
+    def number(key: str) -> None:
+        value = params.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"{where}.{key}: got {value!r}; expected a number")
+
     def fraction(key: str) -> None:
         value = params.get(key)
         if not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -321,6 +363,20 @@ def _check_scenario(scenario: Scenario, schema: Schema) -> None:
         weight = params.get("credit_score_weight", 1.0)
         if not isinstance(weight, int | float):
             raise ValueError(f"{where}.credit_score_weight: got {weight!r}; expected a number")
+    elif scenario.kind == "base_rate_change":
+        number("logit_shift")
+    elif scenario.kind == "seasonal":
+        if "column" in params:
+            column("column", ("integer", "float"))
+        number("amplitude")
+        if "column" in params and not 0 < params["amplitude"] < 1:
+            raise ValueError(
+                f"{where}.amplitude: got {params['amplitude']!r}; expected a fraction between 0 and 1 "
+                "(exclusive) when it scales a column, which must stay positive"
+            )
+        period = params.get("period_days")
+        if not isinstance(period, int) or isinstance(period, bool) or period < 2:
+            raise ValueError(f"{where}.period_days: got {period!r}; expected a whole number of days, at least 2")
     elif scenario.kind == "data_quality_incident":
         if "null_column" in params or "null_fraction" in params:
             column("null_column")
@@ -431,22 +487,29 @@ def _generate_features(rng: np.random.Generator, rows: int, day: dt.date, schema
     )
 
 
-def _shift(world: pd.DataFrame, scenario: Scenario, day: dt.date, schema: Schema) -> None:
-    name = scenario.params["column"]
-    shifted = _clip(world[name].to_numpy() * shift_factor(scenario, day), schema, name)
+def _scale(world: pd.DataFrame, name: str, factor: float, schema: Schema) -> None:
+    """Multiply a numeric column by `factor`, staying within the schema's range and type."""
+    shifted = _clip(world[name].to_numpy() * factor, schema, name)
     if schema.columns[name].type == "integer":
         world[name] = np.rint(shifted).astype("int64")
     else:
         world[name] = np.round(shifted, 2)
 
 
-def _default_probability(world: pd.DataFrame, scenarios: list[Scenario]) -> np.ndarray:
-    """The chance each application defaults: a logistic link of its risk factors.
+def _default_probability(world: pd.DataFrame, scenarios: list[Scenario], day: dt.date) -> np.ndarray:
+    """The chance each application defaults on `day`: a logistic link of its risk factors.
 
     The credit score, the debt ratio, the loan's size against income and the employment type carry
     most of the signal; housing, age, term and region add a little. Concept drift reweights the
-    score and pushes one segment's defaults up.
+    score and pushes one segment's defaults up; a base-rate change or a seasonal base rate moves
+    the intercept.
     """
+    intercept = _INTERCEPT
+    for scenario in scenarios:
+        if scenario.kind == "base_rate_change":
+            intercept += base_rate_shift(scenario, day)
+        elif scenario.kind == "seasonal" and "column" not in scenario.params:
+            intercept += seasonal_wave(scenario, day)
     drifts = [scenario.params for scenario in scenarios if scenario.kind == "concept_drift"]
     score_weight = float(np.prod([params.get("credit_score_weight", 1.0) for params in drifts]))
 
@@ -457,7 +520,7 @@ def _default_probability(world: pd.DataFrame, scenarios: list[Scenario]) -> np.n
     home = pd.Categorical(world["home_ownership"], categories=HOME_OWNERSHIPS).codes
     region = pd.Categorical(world["region"], categories=REGIONS).codes
     logit = (
-        _INTERCEPT
+        intercept
         - 1.0 * score_weight * (world["credit_score"].to_numpy() - 690) / 65
         + 1.6 * (np.where(dti_missing, _DTI_TYPICAL, dti) - _DTI_TYPICAL)
         + 0.3 * dti_missing

@@ -18,6 +18,7 @@ INCIDENT_DAY = dt.date(2026, 3, 5)
 SCHEMA_BREAK_DAY = dt.date(2026, 3, 12)
 SHIFT_START, SHIFT_END = dt.date(2026, 3, 20), dt.date(2026, 4, 18)
 CONCEPT_DRIFT_START = dt.date(2026, 5, 1)
+BASE_RATE_START, BASE_RATE_END = dt.date(2026, 8, 15), dt.date(2026, 8, 29)
 
 
 def days(first: dt.date, count: int) -> list[dt.date]:
@@ -34,6 +35,10 @@ def with_source(config: ModelConfig, **changes) -> ModelConfig:
 
 def with_scenarios(config: ModelConfig, *scenarios: Scenario) -> ModelConfig:
     return with_source(config, scenarios=list(scenarios))
+
+
+def without_scenario(config: ModelConfig, name: str) -> list[Scenario]:
+    return [scenario for scenario in config.source.scenarios if scenario.name != name]
 
 
 # --- determinism and shape -----------------------------------------------------------------------
@@ -90,8 +95,15 @@ def test_application_ids_are_unique_across_days(demo_config):
 
 
 def test_days_outside_the_world_are_refused_naming_its_range(demo_config):
-    with pytest.raises(ValueError, match="2026-01-01 to 2026-05-30"):
-        data_world.applications_for_day(demo_config, dt.date(2025, 12, 31))
+    for outside in (dt.date(2025, 12, 31), dt.date(2027, 1, 1)):
+        with pytest.raises(ValueError, match="2026-01-01 to 2026-12-31"):
+            data_world.applications_for_day(demo_config, outside)
+
+
+def test_the_demo_world_is_a_year_long(demo_config):
+    days = data_world.world_days(demo_config.source)
+
+    assert (days[0], days[-1], len(days)) == (dt.date(2026, 1, 1), dt.date(2026, 12, 31), 365)
 
 
 def test_a_scenario_naming_an_unknown_column_is_refused_naming_the_key(demo_config):
@@ -155,6 +167,7 @@ def test_ground_truth_gives_each_scenario_its_onset(demo_config):
         "renamed_income": SCHEMA_BREAK_DAY,
         "rising_incomes": SHIFT_START,
         "self_employed_crisis": CONCEPT_DRIFT_START,
+        "rising_defaults": BASE_RATE_START,
     }
 
 
@@ -169,6 +182,13 @@ def test_scenario_on_a_day_is_the_period_containing_it(demo_config):
     assert [s.name for s in data_world.active_scenarios(source, dt.date(2026, 5, 20))] == [
         "rising_incomes",
         "self_employed_crisis",
+    ]
+    assert data_world.scenario_on(source, dt.date(2026, 8, 20)).name == "rising_defaults"
+    assert data_world.scenario_on(source, dt.date(2026, 10, 1)).name == "self_employed_crisis"
+    assert [s.name for s in data_world.active_scenarios(source, dt.date(2026, 10, 1))] == [
+        "rising_incomes",
+        "self_employed_crisis",
+        "rising_defaults",
     ]
 
 
@@ -275,13 +295,157 @@ def test_concept_drift_raises_the_segment_default_rate_while_features_stay_simil
 
 def test_concept_drift_changes_outcomes_but_not_features(demo_config):
     day = CONCEPT_DRIFT_START + dt.timedelta(days=3)
-    without_drift = with_scenarios(demo_config, *demo_config.source.scenarios[:-1])
+    without_drift = with_scenarios(demo_config, *without_scenario(demo_config, "self_employed_crisis"))
 
     drifted = data_world.applications_for_day(demo_config, day)
     undrifted = data_world.applications_for_day(without_drift, day)
 
     pd.testing.assert_frame_equal(drifted.drop(columns="default"), undrifted.drop(columns="default"))
     assert not drifted["default"].equals(undrifted["default"])
+
+
+def base_rate_change(logit_shift: float, start: dt.date = STABLE_DAY, end: dt.date | None = None) -> Scenario:
+    return Scenario(name="downturn", kind="base_rate_change", start=start, end=end, params={"logit_shift": logit_shift})
+
+
+def test_a_base_rate_change_ramps_its_logit_shift_from_start_to_end_and_stays():
+    ramped = base_rate_change(0.7, start=BASE_RATE_START, end=BASE_RATE_END)
+    midway = BASE_RATE_START + (BASE_RATE_END - BASE_RATE_START) / 2
+    later = BASE_RATE_END + dt.timedelta(days=60)
+
+    shifts = [data_world.base_rate_shift(ramped, day) for day in (BASE_RATE_START - dt.timedelta(days=1),
+                                                                   BASE_RATE_START, midway, BASE_RATE_END, later)]
+
+    assert shifts == pytest.approx([0.0, 0.0, 0.35, 0.7, 0.7])
+    assert data_world.base_rate_shift(base_rate_change(0.7, start=BASE_RATE_START), BASE_RATE_START) == 0.7
+
+
+def test_a_base_rate_change_raises_the_default_rate_for_everyone_and_changes_nothing_else(demo_config):
+    before = with_scenarios(demo_config)
+    after = with_scenarios(demo_config, base_rate_change(0.7))
+
+    usual, raised = applications(before, STABLE_DAY, 10), applications(after, STABLE_DAY, 10)
+
+    pd.testing.assert_frame_equal(usual.drop(columns="default"), raised.drop(columns="default"))
+    assert usual["default"].mean() == pytest.approx(0.17, abs=0.02)
+    assert raised["default"].mean() == pytest.approx(0.26, abs=0.02), "odds of default about ×2 (e^0.7)"
+    assert (raised["default"] >= usual["default"]).all(), "applicants who defaulted still do; others may now"
+    by_type = pd.DataFrame({"usual": usual["default"], "raised": raised["default"]}).groupby(
+        usual["employment_type"]
+    ).mean()
+    assert (by_type["raised"] > by_type["usual"]).all(), "the default rate rises in every segment"
+
+
+def test_a_negative_logit_shift_lowers_the_default_rate(demo_config):
+    usual = applications(with_scenarios(demo_config), STABLE_DAY, 5)["default"].mean()
+    lowered = applications(with_scenarios(demo_config, base_rate_change(-0.7)), STABLE_DAY, 5)["default"].mean()
+
+    assert lowered < usual - 0.05
+
+
+def test_the_demo_base_rate_change_ramps_up_over_two_weeks_and_leaves_the_days_before_alone(demo_config):
+    without = with_scenarios(demo_config, *without_scenario(demo_config, "rising_defaults"))
+
+    def rate(config: ModelConfig, first: dt.date, count: int) -> float:
+        return applications(config, first, count)["default"].mean()
+
+    for day in days(BASE_RATE_START - dt.timedelta(days=3), 4):
+        pd.testing.assert_frame_equal(
+            data_world.applications_for_day(demo_config, day), data_world.applications_for_day(without, day)
+        )
+    settled = dt.date(2026, 9, 15)
+    gap_midway = rate(demo_config, dt.date(2026, 8, 20), 5) - rate(without, dt.date(2026, 8, 20), 5)
+    gap_settled = rate(demo_config, settled, 10) - rate(without, settled, 10)
+    assert 0.02 < gap_midway < gap_settled
+    assert gap_settled == pytest.approx(0.08, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, r"params\.logit_shift: got None; expected a number"),
+        ({"logit_shift": "high"}, r"params\.logit_shift: got 'high'; expected a number"),
+        (
+            {"logit_shift": 0.5, "factor": 2},
+            r"params: unknown keys \['factor'\]; a base_rate_change takes \['logit_shift'\]",
+        ),
+    ],
+)
+def test_a_base_rate_change_with_bad_params_is_refused_naming_the_key(demo_config, params, message):
+    downturn = Scenario(name="downturn", kind="base_rate_change", start=STABLE_DAY, params=params)
+    broken = with_scenarios(demo_config, downturn)
+
+    with pytest.raises(ValueError, match=r"scenarios\['downturn'\]\." + message):
+        data_world.applications_for_day(broken, STABLE_DAY)
+
+
+def seasonal(start: dt.date = STABLE_DAY, **params) -> Scenario:
+    params = {"amplitude": 0.2, "period_days": 28, **params}
+    return Scenario(name="seasons", kind="seasonal", start=start, params=params)
+
+
+def test_a_seasonal_column_swings_around_its_usual_values_and_comes_back(demo_config):
+    usual = with_scenarios(demo_config)
+    swinging = with_scenarios(demo_config, seasonal(column="loan_amount"))
+
+    def loan_ratio(day: dt.date) -> float:
+        return (
+            data_world.applications_for_day(swinging, day)["loan_amount"].mean()
+            / data_world.applications_for_day(usual, day)["loan_amount"].mean()
+        )
+
+    peak, trough = STABLE_DAY + dt.timedelta(days=7), STABLE_DAY + dt.timedelta(days=21)
+    assert loan_ratio(STABLE_DAY) == pytest.approx(1.0, abs=1e-4)
+    assert loan_ratio(peak) == pytest.approx(1.2, abs=0.01)
+    assert loan_ratio(trough) == pytest.approx(0.8, abs=0.01)
+    assert loan_ratio(STABLE_DAY + dt.timedelta(days=28)) == pytest.approx(1.0, abs=1e-4)
+    untouched = [name for name in demo_config.schema.columns if name != "loan_amount"]
+    pd.testing.assert_frame_equal(
+        data_world.applications_for_day(swinging, peak)[untouched],
+        data_world.applications_for_day(usual, peak)[untouched],
+    )
+
+
+def test_a_seasonal_base_rate_swings_the_default_rate_and_not_the_features(demo_config):
+    usual = with_scenarios(demo_config)
+    swinging = with_scenarios(demo_config, seasonal(amplitude=0.7))
+    peak, trough = STABLE_DAY + dt.timedelta(days=7), STABLE_DAY + dt.timedelta(days=21)
+
+    high, usual_high = (data_world.applications_for_day(config, peak) for config in (swinging, usual))
+    low, usual_low = (data_world.applications_for_day(config, trough) for config in (swinging, usual))
+
+    pd.testing.assert_frame_equal(high.drop(columns="default"), usual_high.drop(columns="default"))
+    assert high["default"].mean() > usual_high["default"].mean() + 0.05
+    assert low["default"].mean() < usual_low["default"].mean() - 0.04
+
+
+def test_a_seasonal_pattern_ends_with_its_period(demo_config):
+    ended = seasonal(column="loan_amount")
+    ended = ended.model_copy(update={"end": STABLE_DAY + dt.timedelta(days=10)})
+    after = STABLE_DAY + dt.timedelta(days=35)
+
+    assert data_world.seasonal_wave(ended, after) == 0.0
+    pd.testing.assert_frame_equal(
+        data_world.applications_for_day(with_scenarios(demo_config, ended), after),
+        data_world.applications_for_day(with_scenarios(demo_config), after),
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"amplitude": 1.5, "column": "loan_amount"}, r"amplitude: got 1\.5; expected a fraction between 0 and 1"),
+        ({"amplitude": None}, r"amplitude: got None; expected a number"),
+        ({"period_days": 0}, r"period_days: got 0; expected a whole number of days, at least 2"),
+        ({"period_days": 7.5}, r"period_days: got 7\.5; expected a whole number of days"),
+        ({"column": "region"}, r"column: got 'region' of type category; expected a column of type integer or float"),
+    ],
+)
+def test_a_seasonal_pattern_with_bad_params_is_refused_naming_the_key(demo_config, params, message):
+    broken = with_scenarios(demo_config, seasonal(**params))
+
+    with pytest.raises(ValueError, match=r"scenarios\['seasons'\]\.params\." + message):
+        data_world.applications_for_day(broken, STABLE_DAY)
 
 
 # --- delayed labels ------------------------------------------------------------------------------

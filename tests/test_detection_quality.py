@@ -158,7 +158,7 @@ def broken_batch_days(config: ModelConfig) -> set[dt.date]:
 
 
 def stable_world(config: ModelConfig) -> ModelConfig:
-    """The demo world with no scenario: 150 days of ordinary life."""
+    """The demo world with no scenario: a year of ordinary life."""
     return config.model_copy(update={"source": config.source.model_copy(update={"scenarios": []})})
 
 

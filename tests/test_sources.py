@@ -60,8 +60,8 @@ def test_relanding_a_day_replaces_its_batch_without_duplicates(state_dir, demo_c
 
 
 def test_a_day_outside_the_synthetic_world_has_not_arrived(state_dir, demo_config):
-    with pytest.raises(sources.BatchNotArrived, match="from 2026-01-01 to 2026-05-30"):
-        sources.land_batch(demo_config, dt.date(2026, 6, 1))
+    with pytest.raises(sources.BatchNotArrived, match="from 2026-01-01 to 2026-12-31"):
+        sources.land_batch(demo_config, dt.date(2027, 1, 1))
 
 
 def test_synthetic_labels_are_stored_on_the_day_they_arrive(state_dir, demo_config):
