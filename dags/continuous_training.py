@@ -53,10 +53,14 @@ better model. Five triggers, recorded on every run (MLflow tag `airflow_trigger`
 3. **validate_training_set**: GX checks that the data can be trained on.
 4. **train_candidate**: fit the sklearn Pipeline; log params, metrics, dataset and model to MLflow.
 5. **evaluate_candidate**: candidate and `@champion` on the same holdout; the gate's verdict
-   (thresholds, gain over the champion, slices, NaN, convergence) goes on the MLflow run.
+   (floors on both models, the bootstrap gain and its ties rule, non-inferiority margins,
+   slices, NaN, convergence) goes on the MLflow run.
 6. **register_candidate**: register the version; only a blessed one becomes `@challenger`.
    A rejection is a normal outcome: the run succeeds and says why.
 7. **announce_challenger**: update `{model}__challenger` for delivery (skipped on rejection).
+8. **alert_on_degraded_champion**: after {alert_after} rejected retrains in a row while `@champion`
+   misses its own floors, the notifier `{notifier}` raises an alert and this task fails, so the
+   run stands out: the loop is not recovering by itself.
 """
 
 
@@ -86,6 +90,8 @@ def build(config):
             schedule=config.training.schedule or "no schedule",
             every_n=config.training.every_n_batches,
             min_labelled=config.training.change_point.min_labelled_rows,
+            alert_after=config.evaluation.degraded_champion.alert_after_rejections,
+            notifier=config.evaluation.degraded_champion.notifier,
         ),
         params={
             **training_params(config, "Why you are retraining; recorded on the MLflow run."),
@@ -197,12 +203,28 @@ def build(config):
             context["outlet_events"][challenger].extra = event
             return event
 
+        @task(retries=0)
+        def alert_on_degraded_champion(registered: dict, **context) -> dict:
+            """Fail, loudly, when the degraded champion outlasts N rejected retrains in a row."""
+            import notifiers
+
+            from include import alerts
+
+            alert = alerts.degraded_champion_alert(config)
+            if alert is None:
+                return {"alert": False}
+            context[alerts.ALERT_CONTEXT_KEY] = alert
+            notifiers.build_notifier(config)(context)
+            raise AirflowFailException(alert["message"])
+
         plan = plan_run()
         assembled = assemble_training_set(plan)
         validated = validate_training_set(plan, assembled)
         trained = train_candidate(plan, assembled, validated)
         evaluated = evaluate_candidate(plan, assembled, trained)
-        announce_challenger(plan, register_candidate(plan, trained, evaluated))
+        registered = register_candidate(plan, trained, evaluated)
+        announce_challenger(plan, registered)
+        alert_on_degraded_champion(registered)
 
     return continuous_training()
 

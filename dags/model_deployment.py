@@ -31,8 +31,10 @@ or when a person triggers it with a version:
    requirements are installed, the model loads through the service's loader, reproduces its
    golden examples, and fits the memory budget and, in CPU time per record, the latency budget
    (`serving` in the model config).
-3. **approve_promotion** (only with `deployment.promotion: approval`): a person approves in
-   the UI (Required actions); no answer in {approval_hours:g} h counts as a rejection.
+3. **approve_promotion** (with `deployment.promotion: approval`, or for a version the gate let
+   pass below a floor over a degraded champion when `evaluation.degraded_champion.promotion` is
+   `approval`; **needs_approval** then decides per version): a person approves in the UI
+   (Required actions); no answer in {approval_hours:g} h counts as a rejection.
 4. **promote**: `previous_champion` ← `champion`, `champion` ← the version, `challenger` removed.
 5. **verify_live_service**: the prediction service ({serving_url}) serves the version, answers
    the golden inputs with the golden outputs, and takes a {rate:g} req/s load test for {seconds:g} s
@@ -46,6 +48,9 @@ or when a person triggers it with a version:
 
 def build(config):
     deploy = config.deployment
+    some_promotions_need_approval = (
+        deploy.promotion == "automatic" and config.evaluation.degraded_champion.promotion == "approval"
+    )
 
     @dag(
         dag_id=dag_id(config.name, STAGE),
@@ -112,7 +117,9 @@ def build(config):
             return {key: report.get(key) for key in ("memory_mb", "latency_p50_ms", "latency_p99_ms",
                                                       "cpu_p50_ms", "cpu_p99_ms", "golden_max_abs_error")}
 
-        @task
+        # With automatic promotion, only a floor exception over a degraded champion may wait for a
+        # person: approve_promotion is then skipped for every other version, and promote runs anyway.
+        @task(trigger_rule="none_failed_min_one_success" if some_promotions_need_approval else "all_success")
         def promote(candidate: dict, infra: dict, **context) -> dict:
             """Move the aliases: the version becomes @champion, the old one @previous_champion."""
             from include import deployment
@@ -173,21 +180,32 @@ def build(config):
         candidate = check_candidate()
         infra = validate_infrastructure(candidate)
         promoted = promote(candidate, infra)
-        if deploy.promotion == "approval":
+        if deploy.promotion == "approval" or some_promotions_need_approval:
             from airflow.providers.standard.operators.hitl import ApprovalOperator
 
             approve_promotion = ApprovalOperator(
                 task_id="approve_promotion",
                 subject=f"Promote version {{{{ ti.xcom_pull(task_ids='check_candidate')['version'] }}}} of "
                         f"{config.name} to @champion?",
-                body="Gate: {{ ti.xcom_pull(task_ids='check_candidate')['gate_summary'] }}\n\n"
+                body="Why you decide: {{ ti.xcom_pull(task_ids='check_candidate')['approval_reason'] }}\n\n"
+                     "Gate: {{ ti.xcom_pull(task_ids='check_candidate')['gate_summary'] }}\n\n"
                      "Infra validation: {{ ti.xcom_pull(task_ids='validate_infrastructure') }}\n\n"
                      "Current champion: {{ ti.xcom_pull(task_ids='check_candidate')['champion'] }}",
                 defaults="Reject",
                 response_timeout=dt.timedelta(hours=deploy.approval_timeout_hours),
                 params={},
             )
-            infra >> approve_promotion >> promoted
+            if some_promotions_need_approval:
+
+                @task.short_circuit(ignore_downstream_trigger_rules=False)
+                def needs_approval(candidate: dict) -> bool:
+                    """Does this version wait for a person? Only a floor exception does; else promote at once."""
+                    print(f"Approval: {candidate['approval_reason'] or 'not needed; promoting automatically'}")
+                    return bool(candidate["approval_reason"])
+
+                infra >> needs_approval(candidate) >> approve_promotion >> promoted
+            else:
+                infra >> approve_promotion >> promoted
         verified = verify_live_service(candidate, promoted)
         record_deployment(candidate, verified)
         verified >> roll_back_on_failure()

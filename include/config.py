@@ -235,16 +235,66 @@ class Training(_Strict):
 
 
 class Metric(_Strict):
-    """How a metric gates a candidate, with MLflow's MetricThreshold semantics.
+    """How a metric gates a candidate (see `include.evaluation.judge_candidate`).
 
-    `threshold` is the absolute floor (or ceiling, when lower is better) every candidate must meet;
-    `min_absolute_change` and `min_relative_change` are the gain a challenger needs over the champion.
+    `threshold` is the floor (or ceiling, when lower is better) both models are held to: a
+    candidate must meet it, and a champion that misses it on the holdout is degraded.
+    `non_inferiority_margin` is the most the candidate may be worse than the champion on this
+    metric, in the metric's units and direction. `min_absolute_change` and `min_relative_change`
+    are the gain a challenger needs over the champion, with MLflow's MetricThreshold semantics
+    (point estimates).
     """
 
     threshold: float | None = None
+    non_inferiority_margin: Annotated[float, Field(ge=0)] | None = None
     min_absolute_change: Annotated[float, Field(ge=0)] | None = None
     min_relative_change: Annotated[float, Field(ge=0)] | None = None
     greater_is_better: bool = True
+
+
+class Comparison(_Strict):
+    """How the primary metric's gain over the champion is judged with its uncertainty.
+
+    A seeded paired bootstrap of (candidate - champion) over the holdout rows gives a
+    `confidence` interval of the gain. Wholly above the required gain: better; wholly below zero:
+    worse; otherwise a tie (a gain within noise), decided by `ties`:
+
+    - `reject`: a tie never replaces the champion;
+    - `promote`: a tie does (when every other check passes);
+    - `promote_on_request`: a tie does only in a run started by a drift or performance request
+      (the world changed; a model fitted to it at no loss replaces one that was not, which is what
+      stops the requests once the shift is absorbed), never in a schedule, new-data or on-demand
+      run (no churn of equivalent models).
+    """
+
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    seed: int = 0
+    ties: Literal["reject", "promote", "promote_on_request"] = "promote_on_request"
+
+
+class DegradedChampion(_Strict):
+    """What happens when the champion misses its own floors on the holdout (it is degraded).
+
+    A candidate significantly better than a degraded champion may be promoted even below a floor
+    (a floor exception); `promotion` says whether that promotion is `automatic` or waits for a
+    person's `approval` in model deployment. After `alert_after_rejections` rejected retrains in a
+    row while the champion is degraded, `notifier` (an Airflow notifier class, built with
+    `notifier_params`) raises an alert.
+    """
+
+    promotion: Literal["automatic", "approval"] = "approval"
+    alert_after_rejections: Annotated[int, Field(ge=1)] = 3
+    notifier: str = Field("notifiers.LogNotifier", description="Dotted path of a BaseNotifier subclass.")
+    notifier_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("notifier")
+    @classmethod
+    def _is_a_dotted_path(cls, value: str) -> str:
+        module, _, name = value.rpartition(".")
+        if not module or not name:
+            raise ValueError("must be a dotted path such as notifiers.LogNotifier")
+        return value
 
 
 class Evaluation(_Strict):
@@ -253,6 +303,8 @@ class Evaluation(_Strict):
     slices: list[str] = Field(default_factory=list)
     slice_tolerance: Annotated[float, Field(ge=0)] = 0.05
     min_slice_rows: Annotated[int, Field(ge=1)] = 50
+    comparison: Comparison = Comparison()
+    degraded_champion: DegradedChampion = DegradedChampion()
 
     @model_validator(mode="after")
     def _primary_is_a_metric(self) -> Evaluation:

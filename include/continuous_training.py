@@ -35,6 +35,7 @@ from include.evaluation import (
     compute_metrics,
     evaluate_model,
     judge_candidate,
+    positive_labels,
     save_plots,
 )
 from include.jsonable import write_json_atomically
@@ -447,11 +448,14 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
 
     Logs on the candidate's run: holdout metrics (`holdout_*`, and `champion_holdout_*`), slice
     metrics, plots, golden examples, the verdict as tags (`gate_passed`, `gate_summary`,
-    `compared_with_champion`) and the whole decision as the `gate_verdict.json` artifact.
+    `compared_with_champion`, and `champion_degraded`, `gate_floor_exception`,
+    `gate_needs_approval`, `gate_primary_gain_interval`) and the whole decision as the
+    `gate_verdict.json` artifact. The run's trigger decides ties (`evaluation.comparison.ties`).
 
     Returns:
         {"passed", "reasons", "metrics": the candidate's gated metrics, "champion_version": str or
-        None, "champion_metrics"}.
+        None, "champion_metrics", "champion_degraded", "floor_exception", "needs_approval",
+        "primary_gain": the bootstrap interval, outcome and rule, or None without a champion}.
     """
     mlflow_client = registry.client()
     run = mlflow_client.get_run(mlflow_run_id)
@@ -460,13 +464,15 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
     candidate, scores = evaluate_model(config, candidate_model, holdout)
 
     champion_version = registry.get_champion_version(config.name)
-    champion = None
+    champion, champion_scores = None, None
     if champion_version is not None:
         champion_model = registry.load_model_version(config.name, champion_version.version)
-        champion, _ = evaluate_model(config, champion_model, holdout)
+        champion, champion_scores = evaluate_model(config, champion_model, holdout)
 
     converged = run.data.tags.get(TAG_CONVERGED) == "true"
-    verdict = judge_candidate(config, candidate, champion, converged)
+    verdict = judge_candidate(config, candidate, champion, converged, labels=positive_labels(config, holdout),
+                              candidate_scores=scores, champion_scores=champion_scores,
+                              trigger=RunContext.of(run_ctx).trigger)
     compared_with = str(champion_version.version) if champion_version else registry.NO_CHAMPION
 
     folder = run_dir(config, run_ctx) / "evaluation"
@@ -492,6 +498,8 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
     mlflow_client.set_tag(mlflow_run_id, registry.TAG_GATE_SUMMARY, verdict.summary()[:4000])
     mlflow_client.set_tag(mlflow_run_id, registry.TAG_COMPARED_WITH, compared_with)
     mlflow_client.set_tag(mlflow_run_id, registry.TAG_GOLDEN_EXAMPLES, golden_uri)
+    for key, value in registry.gate_facts_tags(decision["verdict"]).items():
+        mlflow_client.set_tag(mlflow_run_id, key, value)
 
     log.info("%s: gate verdict against champion %s: %s", config.name, compared_with, verdict.summary())
     gated = list(config.evaluation.metrics)
@@ -503,6 +511,10 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
         "champion_metrics": (
             {name: decision["champion"]["metrics"][name] for name in gated} if champion else None
         ),
+        "champion_degraded": verdict.champion_degraded,
+        "floor_exception": verdict.floor_exception,
+        "needs_approval": verdict.needs_approval,
+        "primary_gain": decision["verdict"]["primary_gain"],
     }
 
 

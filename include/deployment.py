@@ -73,7 +73,8 @@ def check_candidate(
     """Refuse a version the gate did not bless, unless a person forces it and says why.
 
     Returns:
-        {"version", "gate_passed", "gate_summary", "forced", "champion"} (the champion now, or None).
+        {"version", "gate_passed", "gate_summary", "forced", "champion" (the champion now, or None),
+        "approval_reason": why a person must approve the promotion (`approval_reason`), or None}.
 
     Raises:
         DeploymentRefused: unblessed and not forced, or forced without a reason.
@@ -100,7 +101,23 @@ def check_candidate(
         "gate_summary": summary,
         "forced": not passed,
         "champion": str(champion.version) if champion else None,
+        "approval_reason": approval_reason(config, model_version.tags),
     }
+
+
+def approval_reason(config: ModelConfig, version_tags: dict[str, str]) -> str | None:
+    """Why a person must approve promoting the version with these tags, or None when nobody need.
+
+    Besides `deployment.promotion: approval`, a version the gate let pass below a floor because
+    the champion is degraded (tag `gate_needs_approval`) waits for a person even when promotion
+    is automatic.
+    """
+    if config.deployment.promotion == "approval":
+        return "deployment.promotion is approval: a person approves every promotion"
+    if version_tags.get(registry.TAG_NEEDS_APPROVAL) == "true":
+        return ("floor exception: the version misses a floor and passed only because @champion is degraded "
+                "and it is significantly better (evaluation.degraded_champion.promotion is approval)")
+    return None
 
 
 def promote(config: ModelConfig, version: str, airflow_run_id: str) -> dict:

@@ -70,20 +70,38 @@ class EvaluationResult:
 
 @dataclass
 class GateVerdict:
-    """The gate's decision: passed or not, why, and every check with its numbers."""
+    """The gate's decision: passed or not, why, and every check with its numbers.
+
+    Besides the checks: `champion_floors` (the champion held to the same floors on this holdout)
+    and `champion_degraded` (it missed one); `primary_gain` (the paired bootstrap interval of the
+    primary metric, its outcome and the rule applied); `floor_exception` (a candidate below a floor
+    passed because it is significantly better than a degraded champion) and `needs_approval`
+    (such a promotion waits for a person, `evaluation.degraded_champion.promotion: approval`).
+    """
 
     passed: bool
     reasons: list[str]
     checks: list[dict[str, Any]]
+    champion_floors: list[dict[str, Any]] = field(default_factory=list)
+    champion_degraded: bool = False
+    primary_gain: dict[str, Any] | None = None
+    floor_exception: bool = False
+    needs_approval: bool = False
 
     def to_dict(self) -> dict:
         return to_jsonable(asdict(self))
 
     def summary(self) -> str:
-        """One line for logs and tags: the verdict and the failed checks' reasons."""
+        """One line for logs and tags: the verdict, the failed checks' reasons, and any exception."""
+        degraded = "; the champion is degraded (misses its floors on this holdout)" if self.champion_degraded else ""
         if self.passed:
-            return f"PASSED: all {len(self.checks)} checks passed"
-        return f"REJECTED ({len(self.reasons)} of {len(self.checks)} checks failed): " + "; ".join(self.reasons)
+            exception = ""
+            if self.floor_exception:
+                exception = " (floor exception: significantly better than the degraded champion" + (
+                    "; needs a person's approval)" if self.needs_approval else "; promoted automatically)")
+            return f"PASSED: all {len(self.checks)} checks passed{exception}{degraded}"
+        failed = f"REJECTED ({len(self.reasons)} of {len(self.checks)} checks failed): " + "; ".join(self.reasons)
+        return failed + degraded
 
 
 def check_metric_names(config: ModelConfig) -> None:
@@ -220,33 +238,93 @@ def save_plots(config: ModelConfig, frame: pd.DataFrame, scores: np.ndarray, fol
 # --- the gate ------------------------------------------------------------------------------------
 
 
+REQUEST_TRIGGERS = ("drift", "performance")
+"""Triggers of runs started by the drift sensor's retrain request: the world changed."""
+
+
 def judge_candidate(
     config: ModelConfig,
     candidate: EvaluationResult,
     champion: EvaluationResult | None,
     converged: bool,
+    *,
+    labels: np.ndarray | None = None,
+    candidate_scores: np.ndarray | None = None,
+    champion_scores: np.ndarray | None = None,
+    trigger: str = "on_demand",
 ) -> GateVerdict:
     """Should this candidate become the challenger? Every check must pass.
 
-    - threshold: each metric with a `threshold` meets it (>= when greater is better, else <=);
-    - gain over the champion (MLflow MetricThreshold semantics, same holdout): candidate >=
-      champion + min_absolute_change, and >= champion + min_relative_change * |champion| (mirrored
-      when lower is better; with a zero baseline, strictly better by 1e-10);
+    Both models are scored on the same holdout rows.
+
+    - floors (`threshold`): the candidate meets each (>= when greater is better, else <=). The
+      champion is held to the same floors; missing any makes it **degraded**;
+    - the primary metric's gain: a seeded paired bootstrap of (candidate - champion) over the
+      holdout rows (`evaluation.comparison`). The interval wholly above the required gain
+      (`min_absolute_change`, `min_relative_change` x |champion|, else 0) is **better** and passes;
+      wholly below zero is **worse** and fails; otherwise a **tie** (a gain within noise) follows
+      `comparison.ties` for this run's `trigger`;
+    - non-inferiority: on each metric with a `non_inferiority_margin`, the candidate is not worse
+      than the champion by more than the margin (point estimates on the whole holdout; the
+      interval is recorded beside them);
+    - gain over the champion with MLflow MetricThreshold semantics, on each metric with
+      `min_absolute_change` / `min_relative_change` (point estimates; with a zero baseline,
+      strictly better by 1e-10);
     - slices: no slice's primary metric worse than the champion's by more than `slice_tolerance`;
     - no NaN predictions, and training converged.
 
-    With no champion (bootstrap) the comparison checks are skipped: thresholds, NaN predictions
-    and convergence decide.
+    A **floor exception**: a candidate that misses a floor still passes when the champion is
+    degraded and the candidate is *better* on the primary metric (and every other check passes);
+    with `degraded_champion.promotion: approval` its promotion then needs a person's approval.
+
+    With no champion (bootstrap) the comparison checks are skipped: floors, NaN predictions and
+    convergence decide.
+
+    Args:
+        labels, candidate_scores, champion_scores: the holdout's 0/1 labels and both models'
+            positive-class probabilities for the same rows; required when there is a champion.
+        trigger: why the run started (`RunContext.trigger`), for the ties rule.
+
+    Raises:
+        ValueError: a champion without the holdout labels and both models' scores.
     """
     check_metric_names(config)
+    evaluation = config.evaluation
+    if champion is not None and (labels is None or candidate_scores is None or champion_scores is None):
+        raise ValueError("judging against a champion needs the holdout labels and both models' scores")
+    intervals = {}
+    if champion is not None:
+        from include.paired_bootstrap import paired_bootstrap
+
+        compared = [evaluation.primary_metric] + [
+            name for name, rule in evaluation.metrics.items()
+            if rule.non_inferiority_margin is not None and name != evaluation.primary_metric
+        ]
+        comparison = evaluation.comparison
+        intervals = paired_bootstrap(labels, candidate_scores, champion_scores, compared,
+                                     samples=comparison.bootstrap_samples, confidence=comparison.confidence,
+                                     seed=comparison.seed)
     checks: list[dict[str, Any]] = []
-    for name, rule in config.evaluation.metrics.items():
+    champion_floors: list[dict[str, Any]] = []
+    primary_gain = None
+    for name, rule in evaluation.metrics.items():
         value = candidate.metrics.get(name, math.nan)
         base = champion.metrics.get(name, math.nan) if champion else None
         if rule.threshold is not None:
             checks.append(_compare(f"threshold:{name}", value, base, rule.threshold, rule.greater_is_better))
-        if champion is not None:
-            checks += _gain_checks(name, rule, value, base)
+            if champion is not None and not math.isnan(base):
+                floor = _compare(f"threshold:{name}", base, None, rule.threshold, rule.greater_is_better)
+                champion_floors.append({key: floor[key] for key in ("name", "passed", "required", "comparison")}
+                                       | {"champion": base})
+        if champion is None:
+            continue
+        if name == evaluation.primary_metric:
+            primary = _primary_gain_check(config, rule, intervals[name], base, trigger)
+            primary_gain = {key: primary[key] for key in ("interval", "outcome", "rule", "required_gain")}
+            checks.append(primary)
+        if rule.non_inferiority_margin is not None:
+            checks.append(_non_inferiority_check(name, rule, value, base, intervals[name]))
+        checks += _gain_checks(name, rule, value, base)
     if champion is not None:
         checks += _slice_checks(config, candidate, champion)
     checks.append(
@@ -269,8 +347,25 @@ def judge_candidate(
             "comparison": "==",
         }
     )
+    degraded = any(not floor["passed"] for floor in champion_floors)
+    below_floors = [check for check in checks if check["name"].startswith("threshold:") and not check["passed"]]
+    floor_exception = bool(below_floors) and degraded and (primary_gain or {}).get("outcome") == "better"
+    if floor_exception:
+        for check in below_floors:
+            check.update(passed=True, note="floor exception: the champion is degraded and the candidate is "
+                                           "significantly better on the primary metric")
     reasons = [_reason(check) for check in checks if not check["passed"]]
-    return GateVerdict(passed=not reasons, reasons=reasons, checks=to_jsonable(checks))
+    passed = not reasons
+    return GateVerdict(
+        passed=passed,
+        reasons=reasons,
+        checks=to_jsonable(checks),
+        champion_floors=to_jsonable(champion_floors),
+        champion_degraded=degraded,
+        primary_gain=to_jsonable(primary_gain),
+        floor_exception=floor_exception,
+        needs_approval=passed and floor_exception and evaluation.degraded_champion.promotion == "approval",
+    )
 
 
 def _compare(name: str, value: float, base: float | None, required: float, greater_is_better: bool) -> dict:
@@ -284,6 +379,61 @@ def _compare(name: str, value: float, base: float | None, required: float, great
         "required": required,
         "comparison": comparison,
     }
+
+
+def _primary_gain_check(config: ModelConfig, rule: Metric, interval, base: float, trigger: str) -> dict:
+    """Is the gain on the primary metric real? The paired bootstrap interval, read by the ties rule.
+
+    The interval is turned into an improvement (positive = better in the metric's direction) and
+    compared with the required gain (the larger of `min_absolute_change` and `min_relative_change`
+    x |champion|, else 0): wholly above it is "better", wholly below zero "worse", else a "tie".
+    """
+    name, ties = config.evaluation.primary_metric, config.evaluation.comparison.ties
+    sign = 1 if rule.greater_is_better else -1
+    low, high = sorted((sign * interval.low, sign * interval.high))
+    required = max(rule.min_absolute_change or 0.0, (rule.min_relative_change or 0.0) * abs(base)
+                   if not math.isnan(base) else 0.0)
+    check = {
+        "name": f"bootstrap_gain:{name}",
+        "candidate": interval.candidate,
+        "champion": base,
+        "required": required,
+        "comparison": ">",
+        "interval": interval.to_dict(),
+        "improvement": [low, high],
+        "required_gain": required,
+        "trigger": trigger,
+    }
+    if math.isnan(base) or math.isnan(low):
+        return {**check, "passed": True, "outcome": "no_comparison",
+                "rule": "the champion has no value on this holdout: nothing to beat",
+                "note": "the champion has no value on this holdout: nothing to beat"}
+    if low > required:
+        return {**check, "passed": True, "outcome": "better",
+                "rule": f"the {interval.confidence:.0%} interval of the gain lies above {required:g}"}
+    if high < 0:
+        return {**check, "passed": False, "outcome": "worse",
+                "rule": f"the {interval.confidence:.0%} interval of the gain lies below 0"}
+    promote = ties == "promote" or (ties == "promote_on_request" and trigger in REQUEST_TRIGGERS)
+    why = {
+        "reject": "ties: reject",
+        "promote": "ties: promote",
+        "promote_on_request": f"ties: promote_on_request, and this {trigger!r} run "
+                              + ("was requested by monitoring" if promote else "was not requested by monitoring"),
+    }[ties]
+    return {**check, "passed": promote, "outcome": "tie",
+            "rule": f"the gain is within noise ({why}): " + ("promoted" if promote else "rejected")}
+
+
+def _non_inferiority_check(name: str, rule: Metric, value: float, base: float, interval) -> dict:
+    """The candidate is not worse than the champion by more than the margin (point estimates)."""
+    sign = 1 if rule.greater_is_better else -1
+    check = _compare(f"non_inferiority:{name}", value, base, base - sign * rule.non_inferiority_margin,
+                     rule.greater_is_better)
+    check.update(margin=rule.non_inferiority_margin, interval=interval.to_dict())
+    if math.isnan(base):
+        check.update(passed=True, note="the champion has no value on this holdout: nothing to compare")
+    return check
 
 
 def _gain_checks(name: str, rule: Metric, value: float, base: float) -> list[dict]:
@@ -330,6 +480,17 @@ def _reason(check: dict) -> str:
         return (
             f"{subject} {_fmt(value)} does not beat the champion's {_fmt(base)} by the required {change} "
             f"change (needs {comparison} {_fmt(required)})"
+        )
+    if kind == "bootstrap_gain":
+        low, high = check["improvement"]
+        return (
+            f"{subject} {_fmt(value)} vs the champion's {_fmt(base)}: gain interval [{low:+.4f}, {high:+.4f}]; "
+            f"{check['rule']}"
+        )
+    if kind == "non_inferiority":
+        return (
+            f"{subject} {_fmt(value)} is worse than the champion's {_fmt(base)} by more than the margin "
+            f"{check['margin']:g} (needs {comparison} {_fmt(required)})"
         )
     if kind == "slice":
         return (

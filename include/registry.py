@@ -43,6 +43,10 @@ TAG_GATE_PASSED = "gate_passed"
 TAG_GATE_SUMMARY = "gate_summary"
 TAG_GOLDEN_EXAMPLES = "golden_examples"
 TAG_COMPARED_WITH = "compared_with_champion"
+TAG_CHAMPION_DEGRADED = "champion_degraded"
+TAG_FLOOR_EXCEPTION = "gate_floor_exception"
+TAG_NEEDS_APPROVAL = "gate_needs_approval"
+TAG_PRIMARY_GAIN = "gate_primary_gain_interval"
 NO_CHAMPION = "none"
 
 GOLDEN_EXAMPLES_FILE = "golden_examples.json"
@@ -150,6 +154,25 @@ def quoted(value: str) -> str:
     return value.replace("'", "\\'")
 
 
+def gate_facts_tags(verdict: dict) -> dict[str, str]:
+    """The gate's facts that later stages read, as tags: was the champion degraded, did the
+    candidate pass by a floor exception, does its promotion need a person's approval, and the
+    primary metric's gain interval ("<outcome> <metric> <difference> [<low>, <high>] @<confidence>")."""
+    tags = {
+        TAG_CHAMPION_DEGRADED: str(bool(verdict.get("champion_degraded"))).lower(),
+        TAG_FLOOR_EXCEPTION: str(bool(verdict.get("floor_exception"))).lower(),
+        TAG_NEEDS_APPROVAL: str(bool(verdict.get("needs_approval"))).lower(),
+    }
+    gain = verdict.get("primary_gain")
+    if gain:
+        interval = gain["interval"]
+        numbers = [interval[key] for key in ("difference", "low", "high")]
+        shown = ["nan" if value is None else f"{value:+.4f}" for value in numbers]
+        tags[TAG_PRIMARY_GAIN] = (f"{gain['outcome']} {interval['metric']} {shown[0]} [{shown[1]}, {shown[2]}] "
+                                  f"@{interval['confidence']:g}")
+    return tags
+
+
 def register_candidate(
     name: str,
     model_uri: str,
@@ -166,7 +189,8 @@ def register_candidate(
 
     Args:
         model_uri: the logged model (`models:/<model_id>` from `log_model`).
-        verdict: the gate verdict (`passed`, `reasons`, optionally `summary`).
+        verdict: the gate verdict (`passed`, `reasons`, optionally `summary` and the facts of
+            `gate_facts_tags`, copied to the version).
         compared_with: the champion version the candidate was judged against, or "none".
         golden_examples: the artifact URI of the golden examples.
 
@@ -185,6 +209,7 @@ def register_candidate(
         TAG_GATE_SUMMARY: verdict.get("summary") or "; ".join(verdict.get("reasons", [])) or "passed",
         TAG_DATA_FINGERPRINT: data_fingerprint,
         TAG_COMPARED_WITH: compared_with,
+        **gate_facts_tags(verdict),
         **({TAG_GOLDEN_EXAMPLES: golden_examples} if golden_examples else {}),
         **(extra_tags or {}),
     }

@@ -103,3 +103,51 @@ def test_discovery_keeps_broken_files_apart_from_valid_ones(tmp_path):
 
     assert list(found.valid) == ["credit_default"]
     assert [path.name for path in found.errors] == ["broken.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "expected"),
+    [
+        (lambda ev: ev["metrics"]["average_precision"].update(non_inferiority_margin=-0.01),
+         "evaluation.metrics.average_precision.non_inferiority_margin", "greater than or equal to 0"),
+        (lambda ev: ev["comparison"].update(ties="maybe"),
+         "evaluation.comparison.ties", "'reject', 'promote' or 'promote_on_request'"),
+        (lambda ev: ev["comparison"].update(confidence=1.5), "evaluation.comparison.confidence", "less than 1"),
+        (lambda ev: ev["comparison"].update(bootstrap_samples=10),
+         "evaluation.comparison.bootstrap_samples", "greater than or equal to 100"),
+        (lambda ev: ev["degraded_champion"].update(promotion="sometimes"),
+         "evaluation.degraded_champion.promotion", "'automatic' or 'approval'"),
+        (lambda ev: ev["degraded_champion"].update(alert_after_rejections=0),
+         "evaluation.degraded_champion.alert_after_rejections", "greater than or equal to 1"),
+        (lambda ev: ev["degraded_champion"].update(notifier="LogNotifier"),
+         "evaluation.degraded_champion.notifier", "dotted path"),
+    ],
+)
+def test_gate_settings_errors_name_the_file_and_key(tmp_path, change, key, expected):
+    path = write_variant(tmp_path, lambda raw: change(raw["evaluation"]))
+
+    with pytest.raises(ConfigError) as error:
+        load_model_config(path)
+
+    message = str(error.value)
+    assert str(path) in message and f"key '{key}'" in message and expected in message
+
+
+def test_the_gate_settings_default_to_a_cautious_team(tmp_path):
+    def drop_them(raw):
+        for key in ("comparison", "degraded_champion"):
+            raw["evaluation"].pop(key)
+
+    config = load_model_config(write_variant(tmp_path, drop_them))
+
+    comparison, degraded = config.evaluation.comparison, config.evaluation.degraded_champion
+    assert (comparison.bootstrap_samples, comparison.confidence, comparison.seed) == (1000, 0.95, 0)
+    assert comparison.ties == "promote_on_request"
+    assert degraded.promotion == "approval" and degraded.alert_after_rejections == 3
+    assert degraded.notifier == "notifiers.LogNotifier"
+
+
+def test_the_demo_promotes_over_a_degraded_champion_automatically_so_its_loop_recovers(demo_config):
+    assert demo_config.evaluation.degraded_champion.promotion == "automatic"
+    margins = {name: rule.non_inferiority_margin for name, rule in demo_config.evaluation.metrics.items()}
+    assert margins == {"roc_auc": None, "average_precision": 0.01, "brier_score": 0.005}

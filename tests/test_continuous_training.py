@@ -166,6 +166,30 @@ def test_a_worse_candidate_is_rejected_and_leaves_the_aliases_untouched(config):
     assert tags[registry.TAG_GATE_PASSED] == "false" and tags[registry.TAG_COMPARED_WITH] == "1"
 
 
+def test_the_gates_new_facts_reach_the_run_the_verdict_file_and_the_version(config):
+    champion = run_pipeline(config, run_ctx(config, 1))
+    promote(config, champion["register"]["version"])
+
+    worse = run_pipeline(config, run_ctx(config, 2), overrides=WEAK)
+
+    evaluated = worse["evaluate"]
+    gain = evaluated["primary_gain"]
+    assert gain["outcome"] == "worse" and gain["interval"]["high"] < 0 and gain["interval"]["samples"] == 1000
+    assert (evaluated["champion_degraded"], evaluated["floor_exception"], evaluated["needs_approval"]) == (
+        False, False, False)
+    run_tags = registry.client().get_run(worse["train"]["mlflow_run_id"]).data.tags
+    version_tags = registry.client().get_model_version(config.name, "2").tags
+    for tags in (run_tags, version_tags):
+        assert tags[registry.TAG_CHAMPION_DEGRADED] == "false" and tags[registry.TAG_NEEDS_APPROVAL] == "false"
+        assert tags[registry.TAG_FLOOR_EXCEPTION] == "false"
+        gain_tag = tags[registry.TAG_PRIMARY_GAIN]
+        assert gain_tag.startswith("worse roc_auc -") and gain_tag.endswith("@0.95")
+    verdict = json.loads((ct.run_dir(config, run_ctx(config, 2)) / "evaluation" / ct.VERDICT_FILE).read_text())
+    assert verdict["verdict"]["primary_gain"]["rule"].endswith("lies below 0")
+    assert {floor["name"] for floor in verdict["verdict"]["champion_floors"]} == {
+        "threshold:roc_auc", "threshold:average_precision", "threshold:brier_score"}
+
+
 def test_a_candidate_better_than_the_champion_becomes_the_challenger(config):
     weak = run_pipeline(config, run_ctx(config, 1), overrides=WEAK)
     promote(config, weak["register"]["version"])

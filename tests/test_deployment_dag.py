@@ -221,3 +221,45 @@ def test_approval_mode_waits_for_a_person_before_promoting(state_dir, airflow_db
     assert dag_run.state == "success", task_states(dag_run)
     assert aliases()["champion"] == version
     assert service.model_info()["version"] == version
+
+
+def test_a_floor_exception_needs_approval_even_when_promotion_is_automatic(demo_config):
+    def configured(promotion, degraded_promotion):
+        evaluation = demo_config.evaluation.model_copy(update={
+            "degraded_champion": demo_config.evaluation.degraded_champion.model_copy(
+                update={"promotion": degraded_promotion})})
+        return demo_config.model_copy(update={
+            "evaluation": evaluation, "deployment": demo_config.deployment.model_copy(update={"promotion": promotion})})
+
+    floor_exception = {registry.TAG_GATE_PASSED: "true", registry.TAG_NEEDS_APPROVAL: "true"}
+    plain = {registry.TAG_GATE_PASSED: "true", registry.TAG_NEEDS_APPROVAL: "false"}
+
+    assert "floor exception" in deployment.approval_reason(configured("automatic", "approval"), floor_exception)
+    assert deployment.approval_reason(configured("automatic", "approval"), plain) is None
+    assert "every promotion" in deployment.approval_reason(configured("approval", "automatic"), plain)
+
+
+@pytest.mark.slow
+def test_with_automatic_promotion_only_a_floor_exception_waits_for_a_person(state_dir, airflow_db, service,
+                                                                             monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    config = write_model_config(deployment={**FAST_CHECKS, "promotion": "automatic"},
+                                evaluation={"degraded_champion": {"promotion": "approval"}})
+    plain, exception = register_version(config, seed=1), register_version(config, seed=2)
+    registry.client().set_model_version_tag(MODEL, exception, registry.TAG_NEEDS_APPROVAL, "true")
+
+    registry.set_challenger(MODEL, plain)
+    straight = run_dag("model_deployment")
+
+    assert straight.state == "success", task_states(straight)
+    assert task_states(straight)["approve_promotion"] == "skipped" and aliases()["champion"] == plain
+
+    registry.set_challenger(MODEL, exception)
+    seen: dict = {}
+    approver = answer_approval_when_asked(f"{MODEL}__model_deployment", "Approve", seen)
+    waited = run_dag("model_deployment")
+
+    approver.join(timeout=10)
+    assert seen["aliases_while_waiting"]["champion"] == plain and seen["response"] == 200
+    assert waited.state == "success", task_states(waited)
+    assert aliases()["champion"] == exception
