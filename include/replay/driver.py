@@ -179,9 +179,8 @@ class ClosedLoop:
     def _deliver(self, day: dt.date, version: str, run_id: str, evaluated: dict) -> str | None:
         """Promote a blessed challenger from the next day on, asking `approve` when a person must."""
         config = self.config
-        deployment.check_candidate(config, version)
-        needs_person = config.deployment.promotion == "approval" or bool(evaluated.get("needs_approval"))
-        if needs_person and not (self.approve and self.approve(version, evaluated)):
+        checked = deployment.check_candidate(config, version)
+        if checked["approval_reason"] and not (self.approve and self.approve(version, evaluated)):
             return None
         deployment.promote(config, version, run_id, effective_day=day + dt.timedelta(days=1))
         return version
