@@ -65,7 +65,8 @@ def build(config):
             from include import deployment
 
             who = context["dag_run"].triggering_user_name or "unknown"
-            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})")
+            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})",
+                                               airflow_run_id=context["dag_run"].run_id)
             print(f"@champion of {config.name} is version {restored['champion']} "
                   f"(was {restored['rolled_back_from'] or 'already'})")
             return restored

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from include import prediction_log, registry, settings, storage
+from include import champion_history, prediction_log, registry, settings, storage
 from include.batch_prediction import positive_probabilities
 from include.drift import (
     REPORT_SAMPLE_ROWS,
@@ -65,7 +65,7 @@ from include.drift import (
 )
 from include.jsonable import write_json_atomically
 from include.performance import performance_dropped, realized_performance
-from include.retrain_policy import Decision, check_record, record_check, retrain_request_metadata
+from include.retrain_policy import Decision, check_record, read_history, record_check, retrain_request_metadata
 
 if TYPE_CHECKING:
     from include.config import ModelConfig
@@ -86,6 +86,8 @@ SCORED_COLUMNS = ("probability", "version")
 """Besides the entity column: what realized performance needs of a prediction."""
 PERFORMANCE_MIN_ROWS = 3_000
 PERFORMANCE_MAX_DAYS = 7
+MISSING_AFTER_DAYS = 5
+"""A batch still neither curated nor quarantined when one this many days newer is curated is given up."""
 
 
 class WindowNotReady(LookupError):
@@ -101,16 +103,28 @@ class NoChampion(LookupError):
 
 @dataclass(frozen=True)
 class Champion:
-    """The monitored version: where its training set is and what it scored on its holdout."""
+    """The monitored version: where its training set is, what it scored on its holdout, and the
+    newest event day it learned from (its realized performance is measured on later days only)."""
 
     version: str
     run_id: str
     training_set: Path
     holdout_metric: float | None
+    trained_through: dt.date | None = None
+
+
+def champion_version(config: ModelConfig, version: str) -> Champion:
+    """One registered version as a monitored champion: its training set (through MLflow lineage),
+    its holdout metric and the newest event day of its training set."""
+    model_version = registry.client().get_model_version(config.name, str(version))
+    run = registry.client().get_run(model_version.run_id)
+    holdout = run.data.metrics.get(f"holdout_{config.evaluation.primary_metric}")
+    training_set = training_set_of(run)
+    return Champion(str(version), model_version.run_id, training_set, holdout, trained_through(training_set))
 
 
 def current_champion(config: ModelConfig) -> Champion:
-    """The `@champion` version, its training set (through MLflow lineage) and its holdout metric.
+    """The `@champion` version now (see `champion_version`).
 
     Raises:
         NoChampion: no version holds the alias yet.
@@ -118,9 +132,30 @@ def current_champion(config: ModelConfig) -> Champion:
     version = registry.get_champion_version(config.name)
     if version is None:
         raise NoChampion(f"{config.name} has no @{registry.CHAMPION} yet: there is nothing to monitor")
-    run = registry.client().get_run(version.run_id)
-    holdout = run.data.metrics.get(f"holdout_{config.evaluation.primary_metric}")
-    return Champion(str(version.version), version.run_id, training_set_of(run), holdout)
+    return champion_version(config, str(version.version))
+
+
+def champion_of_day(config: ModelConfig, day: dt.date, history: list | None = None) -> str:
+    """The version that served `day` (`champion_history.champion_on`): the one its window is judged against.
+
+    Raises:
+        NoChampion: no version served `day`, so there is nothing to monitor on it.
+    """
+    version = champion_history.champion_on(config.name, day, history)
+    if version is None:
+        raise NoChampion(f"{champion_history.why_none_served(config.name, day)}: there is nothing to monitor on {day}")
+    return version
+
+
+def trained_through(training_set: Path) -> dt.date | None:
+    """The newest event day of a training set (from its manifest), None when it has no manifest."""
+    from include.continuous_training import read_manifest
+
+    try:
+        newest = read_manifest(training_set)["event_time_range"][1]
+    except (FileNotFoundError, KeyError, IndexError, TypeError):
+        return None
+    return pd.Timestamp(newest).date()
 
 
 def training_set_of(run) -> Path:
@@ -185,26 +220,33 @@ def label_window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date
 
 
 def performance_window(
-    config: ModelConfig, day: dt.date, scored_on: Callable[[dt.date], pd.DataFrame], version: str
+    config: ModelConfig, day: dt.date, scored_on: Callable[[dt.date], pd.DataFrame], version: str,
+    trained_through: dt.date | None = None,
 ) -> tuple[tuple[dt.date, dt.date], pd.DataFrame]:
     """The event days whose predictions the realized performance of `day` is measured on, and those predictions.
 
     The label window (`label_window_of`), widened into older days while it holds fewer than
     `PERFORMANCE_MIN_ROWS` predictions of the monitored version, up to `PERFORMANCE_MAX_DAYS` days:
     a ranking metric on a few hundred rows moves by more than the allowed drop from one ordinary
-    day to the next, and would request retrains on noise.
+    day to the next, and would request retrains on noise. Event days up to `trained_through` (the
+    newest day the version learned from) are left out: a model scored on its own training rows
+    looks better than it is.
 
     Args:
         scored_on: the predictions (entity, probability, version) made for one event day.
     """
     first, last = label_window_of(config, day)
+    if trained_through is not None and first <= trained_through:
+        first = trained_through + dt.timedelta(days=1)
     frames = [scored_on(when) for when in _days(first, last)]
     rows = sum(int((frame["version"].astype(str) == version).sum()) for frame in frames)
-    while rows < PERFORMANCE_MIN_ROWS and (last - first).days + 1 < PERFORMANCE_MAX_DAYS:
+    older_allowed = trained_through is None or first - dt.timedelta(days=1) > trained_through
+    while rows < PERFORMANCE_MIN_ROWS and (last - first).days + 1 < PERFORMANCE_MAX_DAYS and older_allowed:
         first -= dt.timedelta(days=1)
         older = scored_on(first)
         frames.insert(0, older)
         rows += int((older["version"].astype(str) == version).sum())
+        older_allowed = trained_through is None or first - dt.timedelta(days=1) > trained_through
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return (first, last), pd.DataFrame(columns=[config.schema.entity_column, *SCORED_COLUMNS])
@@ -360,11 +402,42 @@ def assess_window(
 # --- one check, end to end -----------------------------------------------------------------------
 
 
-def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | None = None) -> dict:
-    """Check the window ending on `day` against `@champion`, keep the reports, decide on a retrain.
+class MonitoredVersions:
+    """The versions a sequence of checks judges against, each looked up (MLflow) and loaded once."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self._champions: dict[str, Champion] = {}
+        self._models: dict[str, Any] = {}
+
+    def champion(self, version: str) -> Champion:
+        if version not in self._champions:
+            self._champions[version] = champion_version(self.config, version)
+        return self._champions[version]
+
+    def model(self, version: str) -> Any:
+        if version not in self._models:
+            self._models[version] = registry.load_model_version(self.config.name, version)
+        return self._models[version]
+
+
+def run_check(
+    config: ModelConfig,
+    day: dt.date,
+    airflow_ids: dict[str, str] | None = None,
+    versions: MonitoredVersions | None = None,
+) -> dict:
+    """Check the window ending on `day` against the version that served `day`, keep the reports,
+    decide on a retrain.
+
+    The version is the champion of that day in the champion history (`champion_history.champion_on`),
+    not today's `@champion`: a re-run of an old day, or a sensor running behind training, judges
+    the day against the model that served it, with that model's scores, reference profile and
+    holdout metric, and reaches the decision the live check reached.
 
     Args:
         airflow_ids: {"dag_id", "run_id"} of the Airflow run, recorded on the MLflow run.
+        versions: the versions already looked up by earlier checks of the same run.
 
     Returns:
         JSON-able {"day", "window", "model_version", "rows", "quarantined_days", "drift_share",
@@ -374,29 +447,28 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
         None, "request_already_emitted": bool}.
 
     Raises:
-        NoChampion: nothing to monitor yet.
+        NoChampion: no version served `day`.
         WindowNotReady: the day's batch has been neither curated nor quarantined yet.
     """
-    champion = current_champion(config)
+    versions = versions or MonitoredVersions(config)
+    version = champion_of_day(config, day)
     first, last = window_of(config, day)
     days = _days(first, last)
     quarantined = quarantined_days(config, first, last)
     if not batch_settled(config, day):
         raise WindowNotReady(f"{config.name}: the batch of {day} has not been ingested yet; nothing to check")
-
-    model_cache: list[Any] = []
+    champion = versions.champion(version)
 
     def load_model() -> Any:
-        if not model_cache:
-            model_cache.append(registry.load_model_version(config.name, champion.version))
-        return model_cache[0]
+        return versions.model(version)
 
     profile_exists = reference_profile_path(config.name, champion.version).exists()
     profile = reference_profile(config, champion, None if profile_exists else load_model())
     window = storage.read_curated(config.name, first, last)
     scores = window_scores(config, champion.version, days, window, load_model) if len(window) else None
     (label_first, _), scored = performance_window(
-        config, day, lambda when: champion_scored_on(config, when, champion.version, load_model), champion.version
+        config, day, lambda when: champion_scored_on(config, when, champion.version, load_model), champion.version,
+        champion.trained_through,
     )
     labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
     check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
@@ -424,6 +496,83 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
         "request": request,
         "request_already_emitted": already_emitted,
     }
+
+
+def days_to_check(config: ModelConfig, up_to: dt.date) -> tuple[list[dt.date], list[str]]:
+    """The days one run of the sensor checks, oldest first, and why the others are left for later.
+
+    Every day up to `up_to` that a version served (`champion_history`), whose batch has settled
+    (curated or quarantined) and that has no check of its version in the metrics history yet,
+    then `up_to` itself even when checked (a re-check replaces its record and reaches the same
+    decision). The days are checked in order, because each decision reads the earlier days'
+    records: the list stops at the first day whose batch has not settled yet, unless a batch
+    `MISSING_AFTER_DAYS` days newer is already curated (ingestion failed on it; it is given up
+    rather than stopping the sensor). With no recorded champion history (an alias set by hand)
+    only `up_to` is checked.
+
+    Returns:
+        (days to check, sentences about the days left out).
+    """
+    history = champion_history.read_history(config.name)
+    notes: list[str] = []
+    first_served = champion_history.first_served_day(history) if history else up_to
+    if first_served is None or first_served > up_to:
+        return [], [f"{champion_history.why_none_served(config.name, up_to)}: there is nothing to monitor"]
+    checked = {
+        (pd.Timestamp(row["day"]).date(), str(row["model_version"]))
+        for row in read_history(config.name)[["day", "model_version"]].to_dict("records")
+    }
+    curated = storage.curated_days(config.name)
+    newest = curated[-1] if curated else None
+    days = []
+    for day in _days(first_served, up_to):
+        version = champion_history.champion_on(config.name, day, history)
+        if version is None or ((day, version) in checked and day != up_to):
+            continue
+        if not batch_settled(config, day):
+            if newest is not None and (newest - day).days >= MISSING_AFTER_DAYS:
+                notes.append(f"the batch of {day} was never curated nor quarantined while {newest} was: "
+                             "ingestion failed on it; it is not checked")
+                continue
+            notes.append(f"the batch of {day} has not been ingested yet: it and the days after it are "
+                         "checked by a later run")
+            break
+        days.append(day)
+    return days, notes
+
+
+def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: dict[str, str] | None = None) -> dict:
+    """One run of the drift sensor: check every day `days_to_check` finds, oldest first.
+
+    A sensor that fell behind ingestion catches up in one run, loading each version, its model
+    and the heavy libraries once, instead of paying a run per day.
+
+    Args:
+        up_to: the newest day to check; None = the newest curated day.
+
+    Returns:
+        JSON-able {"up_to", "checked": [per day: "day", "model_version", "rows", "dataset_drifted",
+        "drift_share", "drifted_columns", "realized_metric", "metric_drop", "decision",
+        "mlflow_run_id", "request_already_emitted"], "requests": [the retrain requests, with
+        "mlflow_run_id" and "request_already_emitted"], "notes": [why days were left out]}.
+    """
+    if up_to is None:
+        curated = storage.curated_days(config.name)
+        if not curated:
+            return {"up_to": None, "checked": [], "requests": [], "notes": [f"{config.name} has no curated batch yet"]}
+        up_to = curated[-1]
+    days, notes = days_to_check(config, up_to)
+    versions = MonitoredVersions(config)
+    checked, requests = [], []
+    for day in days:
+        result = run_check(config, day, airflow_ids, versions)
+        checked.append({key: result[key] for key in (
+            "day", "model_version", "rows", "dataset_drifted", "drift_share", "drifted_columns", "realized_metric",
+            "metric_drop", "decision", "mlflow_run_id", "request_already_emitted")})
+        if result["request"] is not None:
+            requests.append({**result["request"], "mlflow_run_id": result["mlflow_run_id"],
+                             "request_already_emitted": result["request_already_emitted"]})
+    return {"up_to": up_to.isoformat(), "checked": checked, "requests": requests, "notes": notes}
 
 
 def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion) -> dict:
