@@ -553,8 +553,9 @@ def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: d
     Returns:
         JSON-able {"up_to", "checked": [per day: "day", "model_version", "rows", "dataset_drifted",
         "drift_share", "drifted_columns", "realized_metric", "metric_drop", "decision",
-        "mlflow_run_id", "request_already_emitted"], "requests": [the retrain requests, with
-        "mlflow_run_id" and "request_already_emitted"], "notes": [why days were left out]}.
+        "mlflow_run_id", "request_already_emitted"], "requests": [per request: "day", "request" (the
+        retrain-request metadata, its check's MLflow run as "monitoring_run_id"), "already_emitted"
+        (an earlier run of that window emitted it)], "notes": [why days were left out]}.
     """
     if up_to is None:
         curated = storage.curated_days(config.name)
@@ -570,8 +571,8 @@ def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: d
             "day", "model_version", "rows", "dataset_drifted", "drift_share", "drifted_columns", "realized_metric",
             "metric_drop", "decision", "mlflow_run_id", "request_already_emitted")})
         if result["request"] is not None:
-            requests.append({**result["request"], "mlflow_run_id": result["mlflow_run_id"],
-                             "request_already_emitted": result["request_already_emitted"]})
+            requests.append({"day": result["day"], "request": result["request"],
+                             "already_emitted": result["request_already_emitted"]})
     return {"up_to": up_to.isoformat(), "checked": checked, "requests": requests, "notes": notes}
 
 
