@@ -1,21 +1,30 @@
-"""Monitoring: one check of the drift sensor, end to end, for one window.
+"""Monitoring: the checks of the drift sensor, end to end, one window each.
 
-What `<model>__drift_sensor` runs each day. A check of the day D (window W = `monitoring.window_days`):
+What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.window_days`):
 
-    champion ──► reference profile ──► drift ──────────────┐
-    (@champion,   (its training set,    (curated rows of    ├─► retrain policy ──► retrain request
-     lineage)      found through         D-W+1 … D vs the   │   (history,            (Asset event
-                   MLflow, built once    reference; scores   │    cooldown, cap)       metadata)
-                   per version)          vs the reference's) │
-                                       performance ──────────┘
-                                       (predictions of the events whose labels have arrived
-                                        by D, i.e. event days D-delay-W+1 … D-delay, against
-                                        the champion's holdout metric)
+    champion of D ──► reference profile ──► drift ──────────────┐
+    (the version      (its training set,     (curated rows of    ├─► retrain policy ──► retrain request
+     that served D,    found through          D-W+1 … D vs the   │   (history,            (Asset event
+     from the          MLflow, built once     reference; scores   │    cooldown, cap)       metadata)
+     champion          per version)           vs the reference's) │
+     history)                               performance ──────────┘
+                                            (predictions of the events whose labels have arrived
+                                             by D, i.e. event days D-delay-W+1 … D-delay, against
+                                             the champion's holdout metric)
 
-and for people: Evidently's HTML and JSON reports (data drift, and prediction drift) in
-`<reports>/<model>/drift/day=D/version=V/`, the same files and the numbers on an MLflow run of
+and for people: `check.json` (the verdict and its numbers) and, for a window whose data or
+predictions drifted or that requested a retrain (or every window, `monitoring.reports:
+every_check`), Evidently's HTML and JSON reports (data drift, and prediction drift), all in
+`<reports>/<model>/drift/day=D/version=V/`; the same files and the numbers on an MLflow run of
 the model's experiment (tag `mlops_run_kind = drift_check`), and one row in the metrics history
 (`include.retrain_policy.read_history`).
+
+Point in time. D is judged against the version that was `@champion` on D
+(`include.champion_history.champion_on`), not today's: its scores, its reference profile, its
+holdout metric. A day no version served is not checked (`NoChampion`). Its realized performance
+is measured on event days after the newest day it was trained on only. So a sensor that runs
+behind training, or a re-run months later, judges each day as the live sensor did, and reaches
+the same decision (the policy reads, of each earlier day, the check of the version that served it).
 
 Where the inputs come from:
 
@@ -32,6 +41,9 @@ lineage: the champion version's run, its dataset input of context `training`, th
 source. The reference scores are the champion's scores on the validation and holdout splits,
 rows it never saw: scores on its own training rows are more confident than on new data, so they
 would look like prediction drift on every ordinary day.
+
+One run of the sensor (`run_checks`) checks every day that is due, oldest first
+(`days_to_check`), in one process: a sensor that fell behind ingestion catches up in one run.
 
 Re-running a window is idempotent: the history row of (day, champion version) is replaced, the
 MLflow run of that window and version is found again by its tags, the reports are overwritten,
@@ -474,7 +486,8 @@ def run_check(
     check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
 
     folder = settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={champion.version}"
-    reports = write_reports(config, profile, window, scores, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = write_reports(config, profile, window, scores, folder) if wants_reports(config, check) else {}
     summary = _summary(check, quarantined, champion)
     write_json_atomically(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
     reports["check"] = str(folder / CHECK_FILE)
@@ -609,6 +622,15 @@ def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion)
 
 
 # --- reports for people --------------------------------------------------------------------------
+
+
+def wants_reports(config: ModelConfig, check: WindowCheck) -> bool:
+    """Does the check get Evidently's reports (`monitoring.reports`): always, or when its data or
+    predictions drifted or it requested a retrain."""
+    if config.monitoring.reports == "every_check" or check.decision.retrain:
+        return True
+    drift = check.drift
+    return drift is not None and (drift.dataset_drifted or (drift.prediction is not None and drift.prediction.drifted))
 
 
 def write_reports(

@@ -42,6 +42,7 @@ def flip_labels(config, event_day: dt.date) -> None:
 
 def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     config, version = world
+    config = with_monitoring_reports(config, "every_check")
 
     result = monitoring.run_check(config, day(33), {"dag_id": "sensor", "run_id": "scheduled__1"})
 
@@ -63,6 +64,22 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     history = read_history(config.name)
     assert list(history["day"]) == [day(33)]
     assert {f"score__{name}" for name in config.features.all} <= set(history.columns)
+
+
+def test_by_default_only_a_window_that_drifted_gets_evidently_reports_every_window_its_verdict(world):
+    config, _ = world
+    shift_incomes(config, day(34))
+
+    calm, drifted = monitoring.run_check(config, day(33)), monitoring.run_check(config, day(34))
+
+    assert config.monitoring.reports == "on_drift"
+    assert set(calm["reports"]) == {"check"} and not calm["dataset_drifted"]
+    assert json.loads(Path(calm["reports"]["check"]).read_text())["decision"] == calm["decision"]
+    assert drifted["dataset_drifted"] and {"data_drift_html", "prediction_drift_json"} <= set(drifted["reports"])
+
+
+def with_monitoring_reports(config, reports: str):
+    return config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"reports": reports})})
 
 
 def test_rechecking_a_window_makes_no_second_run_nor_second_history_row(world):
