@@ -263,3 +263,29 @@ def test_rerunning_the_checks_after_later_promotions_reproduces_the_live_decisio
     assert [(check["day"], check["model_version"], check["decision"]) for check in again] == [
         (check["day"], check["model_version"], check["decision"]) for check in live]
     assert [check["decision"]["reason"] for check in live] == [None, None, "drift", None, None, None]
+
+
+def test_once_a_champion_trained_on_the_shifted_world_serves_drift_requests_stop(state_dir, demo_config,
+                                                                                 one_openmp_thread):
+    config = monitored_world(state_dir, demo_config, days=48, rows_per_day=1000)
+    for offset in range(20, 48):
+        shift_incomes(config, day(offset))  # incomes triple on day 20 and stay there: a plateau
+    before = make_champion(config, day(19), run_id="manual__before")
+    deployment.promote(config, before, "deploy-1", effective_day=day(20))
+    judged_by_old = monitoring.run_checks(config, day(30))["checked"]
+    after = make_champion(config, day(39), run_id="manual__after", window_days=13)  # event days 27-32
+    deployment.promote(config, after, "deploy-2", effective_day=day(40))
+
+    judged_by_new = monitoring.run_checks(config, day(47))["checked"]
+
+    # While the old champion serves, the shift is seen against its training data: a request, and
+    # another once the cooldown is over.
+    assert [check["day"] for check in judged_by_old if check["decision"]["retrain"]] == [
+        day(21).isoformat(), day(28).isoformat()]
+    assert [check["day"] for check in judged_by_new] == [day(offset).isoformat() for offset in range(31, 48)]
+    served = {check["day"]: check["model_version"] for check in judged_by_new}
+    assert served == {day(offset).isoformat(): before if offset < 40 else after for offset in range(31, 48)}
+    requests = [check["day"] for check in judged_by_new if check["decision"]["retrain"]]
+    assert requests == [day(35).isoformat()], "the old champion asks again; the new one, trained on the shift, never"
+    assert all("annual_income" not in check["drifted_columns"] for check in judged_by_new
+               if check["model_version"] == after)
