@@ -23,7 +23,9 @@ Only a person triggers it: `bin/airflow dags trigger {dag_id}` restores `@previo
 1. **choose_target**: the named version, else `@previous_champion`.
 2. **restore_champion**: `champion` ← the target; `previous_champion` ← the version the target had
    itself replaced, so a second rollback goes one step further back. The version taken out of
-   service is tagged `deployment_status=rolled_back` with the reason.
+   service is tagged `deployment_status=rolled_back` with the reason. The champion history records
+   that the target serves again from the next data day (the newest curated day + 1), so batch
+   prediction and the drift sensor judge each day by the version that served it.
 3. **verify_live_service**: the prediction service serves the target and answers its golden
    examples with their recorded outputs.
 
