@@ -93,6 +93,7 @@ TAG_RETRAIN = "retrain_requested"
 TAG_REQUEST_EMITTED = "retrain_request_emitted"
 TRAINING_CONTEXT = "training"
 CHECK_FILE = "check.json"
+REQUEST_FILE = "request.json"
 PREDICTION_COLUMN = "prediction"
 SCORED_COLUMNS = ("probability", "version")
 """Besides the entity column: what realized performance needs of a prediction."""
@@ -485,7 +486,7 @@ def run_check(
     labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
     check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
 
-    folder = settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={champion.version}"
+    folder = _report_folder(config, day, champion.version)
     folder.mkdir(parents=True, exist_ok=True)
     reports = write_reports(config, profile, window, scores, folder) if wants_reports(config, check) else {}
     summary = _summary(check, quarantined, champion)
@@ -500,6 +501,7 @@ def run_check(
             model_version=champion.version,
         )
         request["monitoring_run_id"] = run_id
+        write_json_atomically(folder / REQUEST_FILE, request)
     log.info("%s: check of %s against version %s: %s", config.name, day, champion.version,
              check.decision.explanation)
     return {
@@ -586,7 +588,43 @@ def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: d
         if result["request"] is not None:
             requests.append({"day": result["day"], "request": result["request"],
                              "already_emitted": result["request_already_emitted"]})
+    unsent = unsent_request(config, up_to)
+    if unsent is not None and unsent["day"] not in {made["day"] for made in requests}:
+        requests.insert(0, unsent)
     return {"up_to": up_to.isoformat(), "checked": checked, "requests": requests, "notes": notes}
+
+
+def unsent_request(config: ModelConfig, up_to: dt.date) -> dict | None:
+    """The newest retrain request up to `up_to` that was decided but never went out, if it is recent.
+
+    A run that decided a request and then failed on a later day never emitted it, and its retry
+    does not check that day again. The policy's cooldown allows at most one request in
+    `cooldown_days`, so only the newest request of those last days (of the version that served
+    its day) can be waiting; it is read back from its `request.json`.
+
+    Returns:
+        {"day", "request", "already_emitted": False}, or None.
+    """
+    history = read_history(config.name)
+    since = up_to - dt.timedelta(days=config.monitoring.retrain_policy.cooldown_days)
+    fired = history[history["retrain"].astype(bool)] if len(history) else history
+    changes = champion_history.read_history(config.name)
+    for row in reversed(fired.to_dict("records")):
+        day, version = pd.Timestamp(row["day"]).date(), str(row["model_version"])
+        if not since <= day <= up_to:
+            continue
+        if changes and champion_history.champion_on(config.name, day, changes) != version:
+            continue
+        run = find_monitoring_run(config, day, version)
+        path = _report_folder(config, day, version) / REQUEST_FILE
+        if run is None or run.data.tags.get(TAG_REQUEST_EMITTED) == "true" or not path.exists():
+            return None
+        return {"day": day.isoformat(), "request": json.loads(path.read_text()), "already_emitted": False}
+    return None
+
+
+def _report_folder(config: ModelConfig, day: dt.date, version: str) -> Path:
+    return settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={version}"
 
 
 def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion) -> dict:

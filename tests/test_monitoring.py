@@ -289,3 +289,18 @@ def test_once_a_champion_trained_on_the_shifted_world_serves_drift_requests_stop
     assert requests == [day(35).isoformat()], "the old champion asks again; the new one, trained on the shift, never"
     assert all("annual_income" not in check["drifted_columns"] for check in judged_by_new
                if check["model_version"] == after)
+
+
+def test_a_request_decided_by_a_run_that_failed_before_sending_it_is_sent_by_the_next_run(world):
+    config, _ = world
+    for offset in (33, 34):
+        shift_incomes(config, day(offset))
+    monitoring.run_checks(config, day(33))
+    [decided] = monitoring.run_checks(config, day(34))["requests"]  # ... and the run fails before emitting it
+
+    [retried] = monitoring.run_checks(config, day(35))["requests"]
+    monitoring.mark_request_emitted(retried["request"]["monitoring_run_id"])
+    after_sending = monitoring.run_checks(config, day(36))["requests"]
+
+    assert retried == decided and retried["already_emitted"] is False and retried["day"] == day(34).isoformat()
+    assert after_sending == []
