@@ -1,4 +1,4 @@
-"""`<model>__batch_prediction` (Level 1): score every curated batch with `@champion`.
+"""`<model>__batch_prediction` (Level 1): score every curated batch with the champion of its day.
 
 One DAG per model config in `include/models/`. The task body calls `include.batch_prediction`;
 heavy libraries load inside the task, never when this file is parsed.
@@ -29,14 +29,16 @@ DOC = """
 Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), for the
 day the batch event names; or by hand for the day in the **day** field.
 
-**score_curated_batch**: load the version holding `@champion`, score the day's curated batch, and
+**score_curated_batch**: load the version that served the day (the champion history: a re-run of
+an old day scores it with the model that served it then), score the day's curated batch, and
 write the predictions, each with the model version that made it, to
 `batch_predictions/day=YYYY-MM-DD/predictions.parquet`. A re-run replaces the day's file, so a day
 is never scored twice into the store. The drift sensor reads these predictions for prediction
 drift and, once the labels arrive, for realized performance.
 
-The run is **skipped**, saying why, when no version is `@champion` yet or the day has no curated
-batch (quarantined by ingestion, or not ingested yet).
+The run is **skipped**, saying why, when no version served the day (no `@champion` yet, or the first
+one serves from a later day) or the day has no curated batch (quarantined by ingestion, or not
+ingested yet).
 """
 
 
@@ -59,7 +61,7 @@ def build(config):
     def batch_prediction():
         @task
         def score_curated_batch(**context) -> list[dict]:
-            """Score the day's curated batch with @champion; store the predictions with the version."""
+            """Score the day's curated batch with the version that served it; store the predictions with the version."""
             from include import batch_prediction as bp
 
             days = event_days(context) or [interval_day(context)]

@@ -34,9 +34,11 @@ day named in the **day** field.
    (`include/models/{model}.yaml`). A blocking failure moves the batch to
    `quarantine/day=…/` with its GX result, fails with the list of failed rules, and stops the run.
    Expectations marked as warnings are recorded without blocking. Data Docs are kept for every run.
-3. **publish_curated_batch**: write the batch to the curated store (re-running replaces it) and
-   update the Asset `{model}__curated_batch` with rows, day and the validation summary.
-4. **land_labels**: store the labels that arrived that day (the delayed feedback stream).
+3. **land_labels**: store the labels that arrived that day (the delayed feedback stream).
+4. **publish_curated_batch**: write the batch to the curated store (re-running replaces it) and
+   update the Asset `{model}__curated_batch` with rows, day and the validation summary. It waits
+   for the day's labels, so whoever reacts to the batch (the drift sensor) sees everything that
+   arrived that day, as a later re-run of its check will.
 """
 
 
@@ -97,8 +99,8 @@ def build(config):
             return ingestion.land_labels(config, interval_day(context))
 
         landed = land_batch()
-        publish_curated_batch(landed, validate_batch(landed))
-        land_labels()
+        published = publish_curated_batch(landed, validate_batch(landed))
+        land_labels() >> published
 
     return data_ingestion()
 

@@ -1,4 +1,4 @@
-"""`<model>__drift_sensor` (Level 1): watch `@champion`'s inputs, outputs and realized performance.
+"""`<model>__drift_sensor` (Level 1): watch each day's champion: its inputs, outputs and realized performance.
 
 One DAG per model config in `include/models/`. The task bodies call `include.monitoring`; heavy
 libraries load inside the tasks, never when this file is parsed.
@@ -8,62 +8,79 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from model_dags import (
     configs_for_stage,
+    curated_batch_asset,
     dag_id,
     dag_tags,
     data_end,
     data_start,
     day_param,
     default_args,
+    event_days,
     interval_day,
+    retrain_request_alias,
     retrain_request_asset,
     to_pendulum,
 )
 
 STAGE = "drift_sensor"
-# How long a check waits for ingestion to deal with its day's batch before it gives up (skipped).
-BATCH_WAIT = dt.timedelta(days=1)
 
 DOC = """
 ### Drift sensor for `{model}`
 
-One check per data interval (`{schedule}`), day after day from the model's first data day (so the
-metrics history has every day; backfill with `airflow backfill create`), or by hand for the day in
-the **day** field. It compares the last {window} day(s) of curated batches with the
-training data of the version holding `@champion` (found through its MLflow run's dataset lineage),
-and the champion's predictions whose delayed labels ({delay} days) have arrived with its holdout
-`{metric}`.
+Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), and once a
+day (`{schedule}`, also for `airflow backfill create`); or by hand for the day in the **day** field.
+One run at a time: batches that land while a run works wait for the next run, which takes them all.
 
-1. **wait_for_batch**: waits (in reschedule mode, holding no worker slot) until ingestion has
-   curated or quarantined the day's batch; skipped after a day without it.
-2. **check_window**: per-column drift (methods and thresholds from `monitoring.drift`), prediction
-   drift, realized performance; the retrain policy (`monitoring.retrain_policy`: {consecutive}
-   drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
-   {cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. Evidently's
-   HTML and JSON reports go to `reports/{model}/drift/day=…/` and onto an MLflow run
-   (`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers are appended to the
-   metrics history (`include.retrain_policy.read_history("{model}")`). Skipped when there is no
-   `@champion` or the day's batch has not been ingested yet. A batch that ingestion quarantined
-   is a data-quality failure, not drift: it is left out and can never trigger a retrain.
-3. **request_retrain**: when the policy fires, update the Asset `{model}__retrain_request` with
-   the reason (drift or performance), window, drifted columns, scores and report; continuous
-   training runs on it and records the reason. Skipped otherwise, with the policy's sentence.
+**check_windows** checks, oldest first, every day up to the run's day (the **day** field, else the
+newest day the triggering batches name, else the run's data interval, else the newest curated day)
+that a version served, whose batch ingestion has curated or quarantined, and that has not been
+checked yet; then the run's day itself again (a re-check replaces its record). A sensor that fell
+behind ingestion so catches up in one run. The days go in order because each decision reads the
+earlier days'; a day whose batch has not landed yet stops the run there (a later run goes on).
+
+Each day is judged **point in time**: against the version that was `@champion` on that day (the
+champion history that model deployment and rollback record, with the first data day each version
+serves), with that version's scores, the reference profile of its training data (found through
+its MLflow run's dataset lineage), and its holdout `{metric}`. A day no version served is not
+checked. So a re-run of past days reaches the decisions the live runs reached, and no model is
+ever scored on its own training rows.
+
+For each day: per-column drift of the last {window} day(s) (methods and thresholds from
+`monitoring.drift`), prediction drift, and realized `{metric}` on the predictions whose delayed
+labels ({delay} days) have arrived; the retrain policy (`monitoring.retrain_policy`: {consecutive}
+drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
+{cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. Evidently's HTML
+and JSON reports go to `reports/{model}/drift/day=…/version=…/` and onto an MLflow run
+(`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers go to the metrics
+history (`include.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
+a data-quality failure, not drift: it is left out and can never trigger a retrain.
+
+When the policy fires, the task updates the Asset `{model}__retrain_request` (through the alias
+`{model}__retrain_requests`, so that only a request makes an event) with the reason (drift or
+performance), window, drifted columns, scores and report; continuous training runs on it. A
+request is emitted once, even when its day is checked again. The run is **skipped**, saying why,
+when there was nothing to check.
 """
 
 
 def build(config):
     retrain = retrain_request_asset(config)
+    requests = retrain_request_alias(config)
     policy = config.monitoring.retrain_policy
 
     @dag(
         dag_id=dag_id(config.name, STAGE),
-        schedule=CronDataIntervalTimetable(config.monitoring.schedule, timezone="UTC"),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronDataIntervalTimetable(config.monitoring.schedule, timezone="UTC"),
+            assets=curated_batch_asset(config),
+        ),
         start_date=to_pendulum(data_start(config)),
         end_date=to_pendulum(data_end(config)) if data_end(config) else None,
-        catchup=True,
+        catchup=False,
         max_active_runs=1,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
@@ -81,54 +98,55 @@ def build(config):
             period=policy.period_days,
         ),
         params={
-            "day": day_param("The last day (YYYY-MM-DD) of the window to check. Leave empty to use the "
-                             "run's data interval."),
+            "day": day_param("The newest day (YYYY-MM-DD) to check; it is checked again even when it already "
+                             "was. Leave empty for the newest curated day."),
         },
     )
     def drift_sensor():
-        @task.sensor(poke_interval=30, timeout=BATCH_WAIT.total_seconds(), mode="reschedule", soft_fail=True)
-        def wait_for_batch(**context) -> bool:
-            """Wait until ingestion has curated or quarantined the day's batch."""
-            from include import monitoring
-
-            return monitoring.batch_settled(config, interval_day(context))
-
-        @task
-        def check_window(**context) -> dict:
-            """Drift, prediction drift and realized performance of the window; the policy's decision."""
+        @task(outlets=[requests])
+        def check_windows(**context) -> dict:
+            """Check every unchecked day up to the run's day against the version that served it;
+            emit the retrain requests the policy made."""
             from include import monitoring
 
             dag_run = context["dag_run"]
-            try:
-                return monitoring.run_check(
-                    config, interval_day(context), {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id}
-                )
-            except (monitoring.NoChampion, monitoring.WindowNotReady) as exc:
-                raise AirflowSkipException(str(exc)) from exc
+            result = monitoring.run_checks(
+                config, newest_day_to_check(context), {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id}
+            )
+            for note in result["notes"]:
+                print(note)
+            if not result["checked"]:
+                raise AirflowSkipException("; ".join(result["notes"]) or "nothing to check")
+            for checked in result["checked"]:
+                print(f"{checked['day']} against version {checked['model_version']}: "
+                      f"{checked['decision']['explanation']}")
+            for made in result["requests"]:
+                request = made["request"]
+                if made["already_emitted"]:
+                    print(f"The retrain request of the window ending {made['day']} was already emitted by an "
+                          "earlier run of this window")
+                    continue
+                context["outlet_events"][requests].add(retrain, extra=request)
+                monitoring.mark_request_emitted(request["monitoring_run_id"])
+                print(f"Retrain requested ({request['reason']}) for the window ending {made['day']}: "
+                      f"{request['explanation']}")
+            return result
 
-        @task(outlets=[retrain])
-        def request_retrain(check: dict, **context) -> dict:
-            """Update the retrain-request Asset (its extra is the request) when the policy fired."""
-            from include import monitoring
-
-            decision = check["decision"]
-            if not decision["retrain"]:
-                raise AirflowSkipException(decision["explanation"])
-            if check["request_already_emitted"]:
-                raise AirflowSkipException(
-                    f"the retrain request for the window ending {check['day']} was already emitted by an "
-                    "earlier run of this window"
-                )
-            context["outlet_events"][retrain].extra = check["request"]
-            monitoring.mark_request_emitted(check["mlflow_run_id"])
-            print(f"Retrain requested ({decision['reason']}): {decision['explanation']}")
-            return check["request"]
-
-        check = check_window()
-        wait_for_batch() >> check
-        request_retrain(check)
+        check_windows()
 
     return drift_sensor()
+
+
+def newest_day_to_check(context) -> dt.date | None:
+    """The run's day: the `day` Param, else the newest day the triggering curated batches name,
+    else the run's data interval; None (the newest curated day) for a manual run without a day."""
+    days = event_days(context)
+    if days:
+        return days[-1]
+    try:
+        return interval_day(context)
+    except ValueError:
+        return None
 
 
 for model_config in configs_for_stage(STAGE):

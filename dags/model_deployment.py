@@ -164,7 +164,7 @@ def build(config):
             version = candidate["version"]
             reason = (deployment.failure_reason(config, version)
                       or "a task after promotion failed; see the run's task logs")
-            undone = deployment.undo_promotion(config, version, reason)
+            undone = deployment.undo_promotion(config, version, reason, airflow_run_id=context["dag_run"].run_id)
             if not undone["undone"]:
                 raise AirflowSkipException(f"version {version} is not @champion, so there is nothing to undo")
             restored = undone["champion"]

@@ -23,7 +23,9 @@ Only a person triggers it: `bin/airflow dags trigger {dag_id}` restores `@previo
 1. **choose_target**: the named version, else `@previous_champion`.
 2. **restore_champion**: `champion` ← the target; `previous_champion` ← the version the target had
    itself replaced, so a second rollback goes one step further back. The version taken out of
-   service is tagged `deployment_status=rolled_back` with the reason.
+   service is tagged `deployment_status=rolled_back` with the reason. The champion history records
+   that the target serves again from the next data day (the newest curated day + 1), so batch
+   prediction and the drift sensor judge each day by the version that served it.
 3. **verify_live_service**: the prediction service serves the target and answers its golden
    examples with their recorded outputs.
 
@@ -65,7 +67,8 @@ def build(config):
             from include import deployment
 
             who = context["dag_run"].triggering_user_name or "unknown"
-            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})")
+            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})",
+                                               airflow_run_id=context["dag_run"].run_id)
             print(f"@champion of {config.name} is version {restored['champion']} "
                   f"(was {restored['rolled_back_from'] or 'already'})")
             return restored

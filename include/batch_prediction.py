@@ -1,6 +1,8 @@
-"""Batch prediction: score one day's curated batch with `@champion` and keep the predictions.
+"""Batch prediction: score one day's curated batch with the champion of that day and keep the predictions.
 
-What `<model>__batch_prediction` runs for every curated batch. The predictions of a day are one
+What `<model>__batch_prediction` runs for every curated batch. The day is scored by the version
+that served it (`include.champion_history.champion_on`), so a re-run of an old day scores it with
+the model that served it then, and a day no version served is not scored. The predictions of a day are one
 Parquet file in the batch prediction store (`include.prediction_log.write_batch_predictions`),
 which a re-run replaces: scoring a day twice never leaves duplicates. Each row carries the model
 version that made it, so realized performance can later be measured per version once the
@@ -18,7 +20,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from include import prediction_log, registry, storage
+from include import champion_history, prediction_log, registry, storage
 from include.evaluation import DECISION_THRESHOLD
 from include.features import feature_columns
 
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class NothingToScore(LookupError):
-    """There is no `@champion` yet, or no curated batch for the day; the message says which."""
+    """No version served the day (no `@champion` yet), or the day has no curated batch; the message says which."""
 
 
 def positive_probabilities(config: ModelConfig, model: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -43,22 +45,21 @@ def positive_probabilities(config: ModelConfig, model: Any, frame: pd.DataFrame)
 
 
 def score_day(config: ModelConfig, day: dt.date) -> dict:
-    """Score the curated batch of `day` with the current `@champion` and store the predictions.
+    """Score the curated batch of `day` with the version that served `day`; store the predictions.
 
     Returns:
         {"day", "rows", "model_version", "predictions_uri", "mean_probability", "positive_rate"}.
 
     Raises:
-        NothingToScore: no version holds `@champion` yet, or `day` has no curated batch (it was
-            quarantined, or not ingested yet).
+        NothingToScore: no version served `day` (no `@champion` yet, or the first champion serves
+            from a later day), or `day` has no curated batch (quarantined, or not ingested yet).
     """
     import pandas as pd
 
-    champion = registry.get_champion_version(config.name)
-    if champion is None:
+    version = champion_history.champion_on(config.name, day)
+    if version is None:
         raise NothingToScore(
-            f"{config.name} has no @{registry.CHAMPION} yet: nothing can score the batch of {day}. "
-            "Train a model and deploy it first (continuous_training, then model_deployment)."
+            f"{champion_history.why_none_served(config.name, day)}: nothing can score the batch of {day}"
         )
     batch_path = storage.curated_path(config.name, day)
     if not batch_path.exists():
@@ -66,7 +67,6 @@ def score_day(config: ModelConfig, day: dt.date) -> dict:
         why = "it was quarantined by ingestion" if quarantined else "it has not been ingested"
         raise NothingToScore(f"{config.name} has no curated batch for {day}: {why}")
     batch = pd.read_parquet(batch_path)
-    version = str(champion.version)
     model = registry.load_model_version(config.name, version)
     probabilities = positive_probabilities(config, model, batch)
     schema = config.schema
@@ -87,3 +87,4 @@ def score_day(config: ModelConfig, day: dt.date) -> dict:
         "mean_probability": float(probabilities.mean()) if len(frame) else None,
         "positive_rate": float(frame["label"].mean()) if len(frame) else None,
     }
+

@@ -13,6 +13,10 @@ points to. A deployment of version V
 4. a failed deployment is undone exactly (`undo_promotion`), and a later rollback knows where the
    history goes (`roll_back_to`).
 
+Each alias move of `champion` is also appended to the champion history
+(`include.champion_history`) with the first data day the new champion serves, so monitoring and
+batch prediction can ask which version served any past day.
+
 Every function is idempotent: promoting the champion again, or undoing an undone promotion,
 changes nothing.
 """
@@ -23,7 +27,7 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING
 
-from include import registry
+from include import champion_history, registry
 
 if TYPE_CHECKING:
     from include.config import ModelConfig
@@ -120,12 +124,16 @@ def approval_reason(config: ModelConfig, version_tags: dict[str, str]) -> str | 
     return None
 
 
-def promote(config: ModelConfig, version: str, airflow_run_id: str) -> dict:
+def promote(config: ModelConfig, version: str, airflow_run_id: str, effective_day: dt.date | None = None) -> dict:
     """`previous_champion` ← champion, `champion` ← `version`, `challenger` removed if it was `version`.
 
+    Args:
+        effective_day: the first data day `version` serves; None = the data clock's tomorrow
+            (`champion_history.next_data_day`: the newest curated day + 1).
+
     Returns:
-        {"version", "replaced_champion", "changed"}; `changed` is False when `version` already
-        was the champion (a retried task), and then no alias moves.
+        {"version", "replaced_champion", "changed", "serving_from"}; `changed` is False when
+        `version` already was the champion (a retried task), and then no alias moves.
     """
     name = config.name
     client = registry.client()
@@ -148,15 +156,21 @@ def promote(config: ModelConfig, version: str, airflow_run_id: str) -> dict:
     challenger = registry.get_alias_version(name, registry.CHALLENGER)
     if challenger is not None and str(challenger.version) == str(version):
         client.delete_registered_model_alias(name, registry.CHALLENGER)
+    served = _record_change(config, str(version), effective_day, champion_history.PROMOTION, airflow_run_id)
     replaced = client.get_model_version(name, version).tags.get(TAG_REPLACED_CHAMPION, NONE)
-    return {"version": str(version), "replaced_champion": None if replaced == NONE else replaced, "changed": changed}
+    return {"version": str(version), "replaced_champion": None if replaced == NONE else replaced, "changed": changed,
+            "serving_from": served.effective_day.isoformat()}
 
 
-def undo_promotion(config: ModelConfig, version: str, reason: str) -> dict:
+def undo_promotion(
+    config: ModelConfig, version: str, reason: str, airflow_run_id: str | None = None,
+    effective_day: dt.date | None = None,
+) -> dict:
     """Put the aliases back as they were before `version` was promoted, and say why on `version`.
 
     Nothing moves when `version` is not the champion (it was never promoted, or is already
-    undone); the service then serves what it served before.
+    undone); the service then serves what it served before. The restored champion is recorded in
+    the champion history from `effective_day` (None = the data clock's tomorrow).
 
     Returns:
         {"undone": bool, "champion": the champion afterwards or None}.
@@ -165,14 +179,19 @@ def undo_promotion(config: ModelConfig, version: str, reason: str) -> dict:
     client = registry.client()
     champion = registry.get_champion_version(name)
     if champion is None or str(champion.version) != str(version):
-        return {"undone": False, "champion": str(champion.version) if champion else None}
+        current = str(champion.version) if champion else None
+        if _history_names(name, str(version)):  # a retried task: the aliases moved, the record did not
+            _record_change(config, current, effective_day, champion_history.UNDO, airflow_run_id)
+        return {"undone": False, "champion": current}
     tags = champion.tags
     restored = tags.get(TAG_REPLACED_CHAMPION, NONE)
     _point_alias(name, registry.CHAMPION, restored)
     _point_alias(name, registry.PREVIOUS_CHAMPION, tags.get(TAG_REPLACED_PREVIOUS, NONE))
     client.set_model_version_tag(name, version, TAG_STATUS, STATUS_ROLLED_BACK)
     client.set_model_version_tag(name, version, TAG_ROLLBACK_REASON, reason[:5000])
-    return {"undone": True, "champion": None if restored == NONE else restored}
+    restored = None if restored == NONE else restored
+    _record_change(config, restored, effective_day, champion_history.UNDO, airflow_run_id)
+    return {"undone": True, "champion": restored}
 
 
 def rollback_target(config: ModelConfig, requested: str | None = None) -> dict:
@@ -199,12 +218,16 @@ def rollback_target(config: ModelConfig, requested: str | None = None) -> dict:
     return {"target": target, "champion": str(champion.version) if champion else None}
 
 
-def roll_back_to(config: ModelConfig, target: str, reason: str) -> dict:
+def roll_back_to(
+    config: ModelConfig, target: str, reason: str, airflow_run_id: str | None = None,
+    effective_day: dt.date | None = None,
+) -> dict:
     """`champion` ← `target`; `previous_champion` ← the version `target` itself had replaced.
 
     So a second rollback goes one step further back in the deployment history, never forward
     to the version just rolled back. The version that was champion is tagged `rolled_back`
-    with the reason. Idempotent: when `target` is already the champion, nothing moves.
+    with the reason; `target` is recorded in the champion history from `effective_day` (None =
+    the data clock's tomorrow). Idempotent: when `target` is already the champion, nothing moves.
 
     Returns:
         {"champion": target, "rolled_back_from": the former champion or None, "changed"}.
@@ -213,6 +236,7 @@ def roll_back_to(config: ModelConfig, target: str, reason: str) -> dict:
     client = registry.client()
     champion = registry.get_champion_version(name)
     if champion is not None and str(champion.version) == str(target):
+        _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
         return {"champion": str(target), "rolled_back_from": None, "changed": False}
     before = _existing_version(name, target).tags.get(TAG_REPLACED_CHAMPION, NONE)
     _point_alias(name, registry.PREVIOUS_CHAMPION, NONE if before == str(target) else before)
@@ -221,6 +245,7 @@ def roll_back_to(config: ModelConfig, target: str, reason: str) -> dict:
         client.set_model_version_tag(name, champion.version, TAG_STATUS, STATUS_ROLLED_BACK)
         client.set_model_version_tag(name, champion.version, TAG_ROLLBACK_REASON, reason[:5000])
     client.set_model_version_tag(name, target, TAG_STATUS, STATUS_SERVING)
+    _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
     return {"champion": str(target), "rolled_back_from": str(champion.version) if champion else None,
             "changed": True}
 
@@ -313,6 +338,20 @@ def record_checks(config: ModelConfig, version: str, prefix: str, figures: dict)
 
 def mark_serving(config: ModelConfig, version: str) -> None:
     registry.client().set_model_version_tag(config.name, version, TAG_STATUS, STATUS_SERVING)
+
+
+def _record_change(
+    config: ModelConfig, version: str | None, effective_day: dt.date | None, event: str, airflow_run_id: str | None
+) -> champion_history.ChampionChange:
+    """Append the alias move to the champion history (nothing when it already says so)."""
+    day = effective_day or champion_history.next_data_day(config)
+    return champion_history.record_champion_change(config.name, version, day, event, airflow_run_id)
+
+
+def _history_names(model: str, version: str) -> bool:
+    """Does the champion history still name `version` as the current champion?"""
+    history = champion_history.read_history(model)
+    return bool(history) and history[-1].version == version
 
 
 def _point_alias(name: str, alias: str, version: str) -> None:

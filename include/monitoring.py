@@ -1,21 +1,30 @@
-"""Monitoring: one check of the drift sensor, end to end, for one window.
+"""Monitoring: the checks of the drift sensor, end to end, one window each.
 
-What `<model>__drift_sensor` runs each day. A check of the day D (window W = `monitoring.window_days`):
+What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.window_days`):
 
-    champion ──► reference profile ──► drift ──────────────┐
-    (@champion,   (its training set,    (curated rows of    ├─► retrain policy ──► retrain request
-     lineage)      found through         D-W+1 … D vs the   │   (history,            (Asset event
-                   MLflow, built once    reference; scores   │    cooldown, cap)       metadata)
-                   per version)          vs the reference's) │
-                                       performance ──────────┘
-                                       (predictions of the events whose labels have arrived
-                                        by D, i.e. event days D-delay-W+1 … D-delay, against
-                                        the champion's holdout metric)
+    champion of D ──► reference profile ──► drift ──────────────┐
+    (the version      (its training set,     (curated rows of    ├─► retrain policy ──► retrain request
+     that served D,    found through          D-W+1 … D vs the   │   (history,            (Asset event
+     from the          MLflow, built once     reference; scores   │    cooldown, cap)       metadata)
+     champion          per version)           vs the reference's) │
+     history)                               performance ──────────┘
+                                            (predictions of the events whose labels have arrived
+                                             by D, i.e. event days D-delay-W+1 … D-delay, against
+                                             the champion's holdout metric)
 
-and for people: Evidently's HTML and JSON reports (data drift, and prediction drift) in
-`<reports>/<model>/drift/day=D/version=V/`, the same files and the numbers on an MLflow run of
+and for people: `check.json` (the verdict and its numbers) and, for a window whose data or
+predictions drifted or that requested a retrain (or every window, `monitoring.reports:
+every_check`), Evidently's HTML and JSON reports (data drift, and prediction drift), all in
+`<reports>/<model>/drift/day=D/version=V/`; the same files and the numbers on an MLflow run of
 the model's experiment (tag `mlops_run_kind = drift_check`), and one row in the metrics history
 (`include.retrain_policy.read_history`).
+
+Point in time. D is judged against the version that was `@champion` on D
+(`include.champion_history.champion_on`), not today's: its scores, its reference profile, its
+holdout metric. A day no version served is not checked (`NoChampion`). Its realized performance
+is measured on event days after the newest day it was trained on only. So a sensor that runs
+behind training, or a re-run months later, judges each day as the live sensor did, and reaches
+the same decision (the policy reads, of each earlier day, the check of the version that served it).
 
 Where the inputs come from:
 
@@ -32,6 +41,9 @@ lineage: the champion version's run, its dataset input of context `training`, th
 source. The reference scores are the champion's scores on the validation and holdout splits,
 rows it never saw: scores on its own training rows are more confident than on new data, so they
 would look like prediction drift on every ordinary day.
+
+One run of the sensor (`run_checks`) checks every day that is due, oldest first
+(`days_to_check`), in one process: a sensor that fell behind ingestion catches up in one run.
 
 Re-running a window is idempotent: the history row of (day, champion version) is replaced, the
 MLflow run of that window and version is found again by its tags, the reports are overwritten,
@@ -52,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from include import prediction_log, registry, settings, storage
+from include import champion_history, prediction_log, registry, settings, storage
 from include.batch_prediction import positive_probabilities
 from include.drift import (
     REPORT_SAMPLE_ROWS,
@@ -65,7 +77,7 @@ from include.drift import (
 )
 from include.jsonable import write_json_atomically
 from include.performance import performance_dropped, realized_performance
-from include.retrain_policy import Decision, check_record, record_check, retrain_request_metadata
+from include.retrain_policy import Decision, check_record, read_history, record_check, retrain_request_metadata
 
 if TYPE_CHECKING:
     from include.config import ModelConfig
@@ -81,11 +93,14 @@ TAG_RETRAIN = "retrain_requested"
 TAG_REQUEST_EMITTED = "retrain_request_emitted"
 TRAINING_CONTEXT = "training"
 CHECK_FILE = "check.json"
+REQUEST_FILE = "request.json"
 PREDICTION_COLUMN = "prediction"
 SCORED_COLUMNS = ("probability", "version")
 """Besides the entity column: what realized performance needs of a prediction."""
 PERFORMANCE_MIN_ROWS = 3_000
 PERFORMANCE_MAX_DAYS = 7
+MISSING_AFTER_DAYS = 5
+"""A batch still neither curated nor quarantined when one this many days newer is curated is given up."""
 
 
 class WindowNotReady(LookupError):
@@ -101,16 +116,28 @@ class NoChampion(LookupError):
 
 @dataclass(frozen=True)
 class Champion:
-    """The monitored version: where its training set is and what it scored on its holdout."""
+    """The monitored version: where its training set is, what it scored on its holdout, and the
+    newest event day it learned from (its realized performance is measured on later days only)."""
 
     version: str
     run_id: str
     training_set: Path
     holdout_metric: float | None
+    trained_through: dt.date | None = None
+
+
+def champion_version(config: ModelConfig, version: str) -> Champion:
+    """One registered version as a monitored champion: its training set (through MLflow lineage),
+    its holdout metric and the newest event day of its training set."""
+    model_version = registry.client().get_model_version(config.name, str(version))
+    run = registry.client().get_run(model_version.run_id)
+    holdout = run.data.metrics.get(f"holdout_{config.evaluation.primary_metric}")
+    training_set = training_set_of(run)
+    return Champion(str(version), model_version.run_id, training_set, holdout, trained_through(training_set))
 
 
 def current_champion(config: ModelConfig) -> Champion:
-    """The `@champion` version, its training set (through MLflow lineage) and its holdout metric.
+    """The `@champion` version now (see `champion_version`).
 
     Raises:
         NoChampion: no version holds the alias yet.
@@ -118,9 +145,30 @@ def current_champion(config: ModelConfig) -> Champion:
     version = registry.get_champion_version(config.name)
     if version is None:
         raise NoChampion(f"{config.name} has no @{registry.CHAMPION} yet: there is nothing to monitor")
-    run = registry.client().get_run(version.run_id)
-    holdout = run.data.metrics.get(f"holdout_{config.evaluation.primary_metric}")
-    return Champion(str(version.version), version.run_id, training_set_of(run), holdout)
+    return champion_version(config, str(version.version))
+
+
+def champion_of_day(config: ModelConfig, day: dt.date, history: list | None = None) -> str:
+    """The version that served `day` (`champion_history.champion_on`): the one its window is judged against.
+
+    Raises:
+        NoChampion: no version served `day`, so there is nothing to monitor on it.
+    """
+    version = champion_history.champion_on(config.name, day, history)
+    if version is None:
+        raise NoChampion(f"{champion_history.why_none_served(config.name, day)}: there is nothing to monitor on {day}")
+    return version
+
+
+def trained_through(training_set: Path) -> dt.date | None:
+    """The newest event day of a training set (from its manifest), None when it has no manifest."""
+    from include.continuous_training import read_manifest
+
+    try:
+        newest = read_manifest(training_set)["event_time_range"][1]
+    except (FileNotFoundError, KeyError, IndexError, TypeError):
+        return None
+    return pd.Timestamp(newest).date()
 
 
 def training_set_of(run) -> Path:
@@ -185,26 +233,33 @@ def label_window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date
 
 
 def performance_window(
-    config: ModelConfig, day: dt.date, scored_on: Callable[[dt.date], pd.DataFrame], version: str
+    config: ModelConfig, day: dt.date, scored_on: Callable[[dt.date], pd.DataFrame], version: str,
+    trained_through: dt.date | None = None,
 ) -> tuple[tuple[dt.date, dt.date], pd.DataFrame]:
     """The event days whose predictions the realized performance of `day` is measured on, and those predictions.
 
     The label window (`label_window_of`), widened into older days while it holds fewer than
     `PERFORMANCE_MIN_ROWS` predictions of the monitored version, up to `PERFORMANCE_MAX_DAYS` days:
     a ranking metric on a few hundred rows moves by more than the allowed drop from one ordinary
-    day to the next, and would request retrains on noise.
+    day to the next, and would request retrains on noise. Event days up to `trained_through` (the
+    newest day the version learned from) are left out: a model scored on its own training rows
+    looks better than it is.
 
     Args:
         scored_on: the predictions (entity, probability, version) made for one event day.
     """
     first, last = label_window_of(config, day)
+    if trained_through is not None and first <= trained_through:
+        first = trained_through + dt.timedelta(days=1)
     frames = [scored_on(when) for when in _days(first, last)]
     rows = sum(int((frame["version"].astype(str) == version).sum()) for frame in frames)
-    while rows < PERFORMANCE_MIN_ROWS and (last - first).days + 1 < PERFORMANCE_MAX_DAYS:
+    older_allowed = trained_through is None or first - dt.timedelta(days=1) > trained_through
+    while rows < PERFORMANCE_MIN_ROWS and (last - first).days + 1 < PERFORMANCE_MAX_DAYS and older_allowed:
         first -= dt.timedelta(days=1)
         older = scored_on(first)
         frames.insert(0, older)
         rows += int((older["version"].astype(str) == version).sum())
+        older_allowed = trained_through is None or first - dt.timedelta(days=1) > trained_through
     frames = [frame for frame in frames if len(frame)]
     if not frames:
         return (first, last), pd.DataFrame(columns=[config.schema.entity_column, *SCORED_COLUMNS])
@@ -360,11 +415,42 @@ def assess_window(
 # --- one check, end to end -----------------------------------------------------------------------
 
 
-def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | None = None) -> dict:
-    """Check the window ending on `day` against `@champion`, keep the reports, decide on a retrain.
+class MonitoredVersions:
+    """The versions a sequence of checks judges against, each looked up (MLflow) and loaded once."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self._champions: dict[str, Champion] = {}
+        self._models: dict[str, Any] = {}
+
+    def champion(self, version: str) -> Champion:
+        if version not in self._champions:
+            self._champions[version] = champion_version(self.config, version)
+        return self._champions[version]
+
+    def model(self, version: str) -> Any:
+        if version not in self._models:
+            self._models[version] = registry.load_model_version(self.config.name, version)
+        return self._models[version]
+
+
+def run_check(
+    config: ModelConfig,
+    day: dt.date,
+    airflow_ids: dict[str, str] | None = None,
+    versions: MonitoredVersions | None = None,
+) -> dict:
+    """Check the window ending on `day` against the version that served `day`, keep the reports,
+    decide on a retrain.
+
+    The version is the champion of that day in the champion history (`champion_history.champion_on`),
+    not today's `@champion`: a re-run of an old day, or a sensor running behind training, judges
+    the day against the model that served it, with that model's scores, reference profile and
+    holdout metric, and reaches the decision the live check reached.
 
     Args:
         airflow_ids: {"dag_id", "run_id"} of the Airflow run, recorded on the MLflow run.
+        versions: the versions already looked up by earlier checks of the same run.
 
     Returns:
         JSON-able {"day", "window", "model_version", "rows", "quarantined_days", "drift_share",
@@ -374,35 +460,35 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
         None, "request_already_emitted": bool}.
 
     Raises:
-        NoChampion: nothing to monitor yet.
+        NoChampion: no version served `day`.
         WindowNotReady: the day's batch has been neither curated nor quarantined yet.
     """
-    champion = current_champion(config)
+    versions = versions or MonitoredVersions(config)
+    version = champion_of_day(config, day)
     first, last = window_of(config, day)
     days = _days(first, last)
     quarantined = quarantined_days(config, first, last)
     if not batch_settled(config, day):
         raise WindowNotReady(f"{config.name}: the batch of {day} has not been ingested yet; nothing to check")
-
-    model_cache: list[Any] = []
+    champion = versions.champion(version)
 
     def load_model() -> Any:
-        if not model_cache:
-            model_cache.append(registry.load_model_version(config.name, champion.version))
-        return model_cache[0]
+        return versions.model(version)
 
     profile_exists = reference_profile_path(config.name, champion.version).exists()
     profile = reference_profile(config, champion, None if profile_exists else load_model())
     window = storage.read_curated(config.name, first, last)
     scores = window_scores(config, champion.version, days, window, load_model) if len(window) else None
     (label_first, _), scored = performance_window(
-        config, day, lambda when: champion_scored_on(config, when, champion.version, load_model), champion.version
+        config, day, lambda when: champion_scored_on(config, when, champion.version, load_model), champion.version,
+        champion.trained_through,
     )
     labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
     check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
 
-    folder = settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={champion.version}"
-    reports = write_reports(config, profile, window, scores, folder)
+    folder = _report_folder(config, day, champion.version)
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = write_reports(config, profile, window, scores, folder) if wants_reports(config, check) else {}
     summary = _summary(check, quarantined, champion)
     write_json_atomically(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
     reports["check"] = str(folder / CHECK_FILE)
@@ -415,6 +501,7 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
             model_version=champion.version,
         )
         request["monitoring_run_id"] = run_id
+        write_json_atomically(folder / REQUEST_FILE, request)
     log.info("%s: check of %s against version %s: %s", config.name, day, champion.version,
              check.decision.explanation)
     return {
@@ -424,6 +511,120 @@ def run_check(config: ModelConfig, day: dt.date, airflow_ids: dict[str, str] | N
         "request": request,
         "request_already_emitted": already_emitted,
     }
+
+
+def days_to_check(config: ModelConfig, up_to: dt.date) -> tuple[list[dt.date], list[str]]:
+    """The days one run of the sensor checks, oldest first, and why the others are left for later.
+
+    Every day up to `up_to` that a version served (`champion_history`), whose batch has settled
+    (curated or quarantined) and that has no check of its version in the metrics history yet,
+    then `up_to` itself even when checked (a re-check replaces its record and reaches the same
+    decision). The days are checked in order, because each decision reads the earlier days'
+    records: the list stops at the first day whose batch has not settled yet, unless a batch
+    `MISSING_AFTER_DAYS` days newer is already curated (ingestion failed on it; it is given up
+    rather than stopping the sensor). With no recorded champion history (an alias set by hand)
+    only `up_to` is checked.
+
+    Returns:
+        (days to check, sentences about the days left out).
+    """
+    history = champion_history.read_history(config.name)
+    notes: list[str] = []
+    first_served = champion_history.first_served_day(history) if history else up_to
+    if first_served is None or first_served > up_to:
+        return [], [f"{champion_history.why_none_served(config.name, up_to)}: there is nothing to monitor"]
+    checked = {
+        (pd.Timestamp(row["day"]).date(), str(row["model_version"]))
+        for row in read_history(config.name)[["day", "model_version"]].to_dict("records")
+    }
+    curated = storage.curated_days(config.name)
+    newest = curated[-1] if curated else None
+    days = []
+    for day in _days(first_served, up_to):
+        version = champion_history.champion_on(config.name, day, history)
+        if version is None or ((day, version) in checked and day != up_to):
+            continue
+        if not batch_settled(config, day):
+            if newest is not None and (newest - day).days >= MISSING_AFTER_DAYS:
+                notes.append(f"the batch of {day} was never curated nor quarantined while {newest} was: "
+                             "ingestion failed on it; it is not checked")
+                continue
+            notes.append(f"the batch of {day} has not been ingested yet: it and the days after it are "
+                         "checked by a later run")
+            break
+        days.append(day)
+    return days, notes
+
+
+def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: dict[str, str] | None = None) -> dict:
+    """One run of the drift sensor: check every day `days_to_check` finds, oldest first.
+
+    A sensor that fell behind ingestion catches up in one run, loading each version, its model
+    and the heavy libraries once, instead of paying a run per day.
+
+    Args:
+        up_to: the newest day to check; None = the newest curated day.
+
+    Returns:
+        JSON-able {"up_to", "checked": [per day: "day", "model_version", "rows", "dataset_drifted",
+        "drift_share", "drifted_columns", "realized_metric", "metric_drop", "decision",
+        "mlflow_run_id", "request_already_emitted"], "requests": [per request: "day", "request" (the
+        retrain-request metadata, its check's MLflow run as "monitoring_run_id"), "already_emitted"
+        (an earlier run of that window emitted it)], "notes": [why days were left out]}.
+    """
+    if up_to is None:
+        curated = storage.curated_days(config.name)
+        if not curated:
+            return {"up_to": None, "checked": [], "requests": [], "notes": [f"{config.name} has no curated batch yet"]}
+        up_to = curated[-1]
+    days, notes = days_to_check(config, up_to)
+    versions = MonitoredVersions(config)
+    checked, requests = [], []
+    for day in days:
+        result = run_check(config, day, airflow_ids, versions)
+        checked.append({key: result[key] for key in (
+            "day", "model_version", "rows", "dataset_drifted", "drift_share", "drifted_columns", "realized_metric",
+            "metric_drop", "decision", "mlflow_run_id", "request_already_emitted")})
+        if result["request"] is not None:
+            requests.append({"day": result["day"], "request": result["request"],
+                             "already_emitted": result["request_already_emitted"]})
+    unsent = unsent_request(config, up_to)
+    if unsent is not None and unsent["day"] not in {made["day"] for made in requests}:
+        requests.insert(0, unsent)
+    return {"up_to": up_to.isoformat(), "checked": checked, "requests": requests, "notes": notes}
+
+
+def unsent_request(config: ModelConfig, up_to: dt.date) -> dict | None:
+    """The newest retrain request up to `up_to` that was decided but never went out, if it is recent.
+
+    A run that decided a request and then failed on a later day never emitted it, and its retry
+    does not check that day again. The policy's cooldown allows at most one request in
+    `cooldown_days`, so only the newest request of those last days (of the version that served
+    its day) can be waiting; it is read back from its `request.json`.
+
+    Returns:
+        {"day", "request", "already_emitted": False}, or None.
+    """
+    history = read_history(config.name)
+    since = up_to - dt.timedelta(days=config.monitoring.retrain_policy.cooldown_days)
+    fired = history[history["retrain"].astype(bool)] if len(history) else history
+    changes = champion_history.read_history(config.name)
+    for row in reversed(fired.to_dict("records")):
+        day, version = pd.Timestamp(row["day"]).date(), str(row["model_version"])
+        if not since <= day <= up_to:
+            continue
+        if changes and champion_history.champion_on(config.name, day, changes) != version:
+            continue
+        run = find_monitoring_run(config, day, version)
+        path = _report_folder(config, day, version) / REQUEST_FILE
+        if run is None or run.data.tags.get(TAG_REQUEST_EMITTED) == "true" or not path.exists():
+            return None
+        return {"day": day.isoformat(), "request": json.loads(path.read_text()), "already_emitted": False}
+    return None
+
+
+def _report_folder(config: ModelConfig, day: dt.date, version: str) -> Path:
+    return settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={version}"
 
 
 def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion) -> dict:
@@ -459,6 +660,15 @@ def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion)
 
 
 # --- reports for people --------------------------------------------------------------------------
+
+
+def wants_reports(config: ModelConfig, check: WindowCheck) -> bool:
+    """Does the check get Evidently's reports (`monitoring.reports`): always, or when its data or
+    predictions drifted or it requested a retrain."""
+    if config.monitoring.reports == "every_check" or check.decision.retrain:
+        return True
+    drift = check.drift
+    return drift is not None and (drift.dataset_drifted or (drift.prediction is not None and drift.prediction.drifted))
 
 
 def write_reports(

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from include import settings, storage
+from include import champion_history, settings, storage
 from include.config import ModelConfig, RetrainPolicy
 from include.drift import DriftResult
 
@@ -235,10 +235,17 @@ def append_check(model: str, record: CheckRecord) -> Path:
 def record_check(config: ModelConfig, record: CheckRecord) -> Decision:
     """Decide on today's check against the stored history, then store the check with its decision.
 
-    Only checks of earlier days count as history, so re-running a day's check reaches the same
-    decision and replaces that day's record.
+    Only checks of earlier days count as history, and of each earlier day only the check of the
+    version that served it (`champion_history.champion_on`; every check when no champion change
+    was ever recorded). So re-running a day's check reaches the same decision and replaces that
+    day's record, whatever was recorded since: later days, checks of other versions (a sensor
+    that once judged a day against a later champion), or a re-check of an old day.
     """
     earlier = [past for past in read_records(config.name) if past.day < record.day]
+    changes = champion_history.read_history(config.name)
+    if changes:
+        earlier = [past for past in earlier if past.model_version == champion_history.champion_on(
+            config.name, past.day, changes)]
     policy = config.monitoring.retrain_policy
     requests = [past.day for past in earlier if past.retrain]
     in_period = sum((record.day - day).days < policy.period_days for day in requests)

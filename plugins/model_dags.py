@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import Asset, Param, get_parsing_context
+from airflow.sdk import Asset, AssetAlias, Param, get_parsing_context
 
 from include.config import ModelConfig, discover_model_configs
 
@@ -69,6 +69,12 @@ def retrain_request_asset(config: ModelConfig) -> Asset:
     """Updated by the drift sensor when the retrain policy fires (reason: drift or performance)."""
     return Asset(name=f"{config.name}__retrain_request", uri=f"mlops://{config.name}/retrain_request",
                  group="mlops")
+
+
+def retrain_request_alias(config: ModelConfig) -> AssetAlias:
+    """What the drift sensor's task declares as its outlet: through an alias, the retrain-request
+    Asset gets an event only when a request is added at run time, never on every run."""
+    return AssetAlias(name=f"{config.name}__retrain_requests", group="mlops")
 
 
 def challenger_asset(config: ModelConfig) -> Asset:

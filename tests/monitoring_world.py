@@ -50,10 +50,13 @@ def with_monitoring(config: ModelConfig, **sections: dict) -> ModelConfig:
     return config.model_copy(update={"monitoring": monitoring.model_copy(update=updates)})
 
 
-def make_champion(config: ModelConfig, cutoff: dt.date, run_id: str = "manual__champion") -> str:
-    """Train, evaluate and register a version on the data up to `cutoff`; make it `@champion`."""
+def make_champion(
+    config: ModelConfig, cutoff: dt.date, run_id: str = "manual__champion", window_days: int | None = None
+) -> str:
+    """Train, evaluate and register a version on the data up to `cutoff` (`window_days` days of
+    it, else `training.window_days`); make it `@champion`."""
     run_ctx = ct.RunContext(dag_id=f"{config.name}__continuous_training", run_id=run_id, trigger="on_demand")
-    assembled = ct.assemble(config, run_ctx, cutoff)
+    assembled = ct.assemble(config, run_ctx, cutoff, window_days)
     trained = ct.train(config, run_ctx, assembled["training_set_uri"])
     ct.evaluate(config, run_ctx, assembled["training_set_uri"], trained["mlflow_run_id"])
     version = ct.register(config, run_ctx, trained["mlflow_run_id"])["version"]

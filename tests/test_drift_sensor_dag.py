@@ -11,7 +11,7 @@ import datetime as dt
 
 import pytest
 
-from include import registry, settings, storage
+from include import deployment, registry, settings, storage
 from include.monitoring import find_monitoring_run
 from include.retrain_policy import read_history
 from include.training_triggers import RETRAIN_REQUEST_KEYS
@@ -107,11 +107,11 @@ def test_drift_requests_a_retrain_and_continuous_training_records_drift_as_its_t
     before = len(request_events())
 
     calm = run_sensor(day(33))
+    after_calm = len(request_events())
     fired = run_sensor(day(34))
 
-    assert calm == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "skipped"}, (
-        "one drifted window is not enough")
-    assert fired == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "success"}
+    assert calm == fired == {"check_windows": "success"}
+    assert after_calm == before, "one drifted window is not enough, and a run without a request emits no event"
     [event] = request_events()[before:]
     assert set(RETRAIN_REQUEST_KEYS) <= set(event.extra)
     assert event.extra["reason"] == "drift" and "annual_income" in event.extra["drifted_columns"]
@@ -131,15 +131,27 @@ def test_rerunning_the_window_that_requested_a_retrain_does_not_request_it_again
     for offset in (33, 34):
         shift_incomes(world, day(offset))
     run_sensor(day(33))
-    assert run_sensor(day(34))["request_retrain"] == "success"
+    run_sensor(day(34))
     before = len(request_events())
 
     again = run_sensor(day(34))
 
-    assert again == {"wait_for_batch": "success", "check_window": "success", "request_retrain": "skipped"}
+    assert again == {"check_windows": "success"}
     assert len(request_events()) == before
     assert len(read_history(world.name)) == 2
     assert find_monitoring_run(world, day(34), "1").data.tags["retrain_request_emitted"] == "true"
+
+
+@pytest.mark.slow
+def test_one_run_catches_up_on_every_day_the_champion_served_in_order(airflow_db, world):
+    deployment.promote(world, "1", "deploy-1", effective_day=day(32))
+
+    states = run_sensor(day(35))
+
+    assert states == {"check_windows": "success"}
+    history = read_history(world.name)
+    assert list(history["day"]) == [day(offset) for offset in range(32, 36)]
+    assert set(history["model_version"]) == {"1"}
 
 
 @pytest.mark.slow
@@ -148,4 +160,4 @@ def test_the_sensor_is_skipped_without_a_champion(airflow_db, state_dir, demo_co
 
     states = run_sensor(day(2))
 
-    assert states == {"wait_for_batch": "success", "check_window": "skipped", "request_retrain": "skipped"}
+    assert states == {"check_windows": "skipped"}

@@ -1,5 +1,6 @@
 """One drift-sensor check end to end: real MLflow lineage, real Evidently reports, the history."""
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -7,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include import batch_prediction, monitoring, registry, settings, storage
+from include import batch_prediction, deployment, monitoring, registry, settings, storage
 from include.drift import ReferenceProfile, reference_profile_path
-from include.retrain_policy import read_history
+from include.retrain_policy import append_check, check_record, read_history
 from include.training_triggers import RETRAIN_REQUEST_KEYS
 from tests.monitoring_world import day, make_champion, monitored_world
 
@@ -41,6 +42,7 @@ def flip_labels(config, event_day: dt.date) -> None:
 
 def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     config, version = world
+    config = with_monitoring_reports(config, "every_check")
 
     result = monitoring.run_check(config, day(33), {"dag_id": "sensor", "run_id": "scheduled__1"})
 
@@ -62,6 +64,22 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     history = read_history(config.name)
     assert list(history["day"]) == [day(33)]
     assert {f"score__{name}" for name in config.features.all} <= set(history.columns)
+
+
+def test_by_default_only_a_window_that_drifted_gets_evidently_reports_every_window_its_verdict(world):
+    config, _ = world
+    shift_incomes(config, day(34))
+
+    calm, drifted = monitoring.run_check(config, day(33)), monitoring.run_check(config, day(34))
+
+    assert config.monitoring.reports == "on_drift"
+    assert set(calm["reports"]) == {"check"} and not calm["dataset_drifted"]
+    assert json.loads(Path(calm["reports"]["check"]).read_text())["decision"] == calm["decision"]
+    assert drifted["dataset_drifted"] and {"data_drift_html", "prediction_drift_json"} <= set(drifted["reports"])
+
+
+def with_monitoring_reports(config, reports: str):
+    return config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"reports": reports})})
 
 
 def test_rechecking_a_window_makes_no_second_run_nor_second_history_row(world):
@@ -165,3 +183,124 @@ def test_a_day_not_ingested_yet_or_a_model_without_champion_has_nothing_to_check
     with pytest.raises(monitoring.NoChampion, match="no @champion"):
         monitoring.run_check(config, day(1))
     assert read_history(config.name).empty
+
+
+# --- point in time: the version that served the day ----------------------------------------------
+
+
+@pytest.fixture
+def served_world(state_dir, demo_config, one_openmp_thread):
+    """40 days of data; version 1 (trained up to day 20) serves from day 31 on, through deployment."""
+    config = monitored_world(state_dir, demo_config, days=40, rows_per_day=ROWS_PER_DAY)
+    version = make_champion(config, day(20), run_id="manual__first")
+    deployment.promote(config, version, "deploy-1", effective_day=day(31))
+    return config, version
+
+
+def test_a_day_before_a_promotion_is_judged_against_the_old_version_and_after_it_against_the_new_one(served_world):
+    config, first = served_world
+    second = make_champion(config, day(32), run_id="manual__second")
+    deployment.promote(config, second, "deploy-2", effective_day=day(33))
+
+    before, after = monitoring.run_check(config, day(32)), monitoring.run_check(config, day(33))
+    scored_before, scored_after = (batch_prediction.score_day(config, day(offset)) for offset in (32, 33))
+
+    assert (before["model_version"], after["model_version"]) == (first, second)
+    assert (scored_before["model_version"], scored_after["model_version"]) == (first, second)
+    assert before["champion_holdout_metric"] != after["champion_holdout_metric"]
+    assert reference_profile_path(config.name, first).exists() and reference_profile_path(config.name, second).exists()
+    # Version 2 learned from the event days up to 25 (labels arrive 7 days late). The check of day 33
+    # measures it at once on event day 26, whose labels have arrived, and does not widen the window
+    # into the days it was trained on to reach more rows, as it does for version 1.
+    assert after["labeled_rows"] == ROWS_PER_DAY and before["labeled_rows"] > ROWS_PER_DAY
+
+
+def test_the_sensor_skips_a_day_no_champion_served_and_says_so(served_world):
+    config, _ = served_world
+
+    with pytest.raises(monitoring.NoChampion, match=r"was @champion on 2026-01-31 \(the first champion serves from "
+                                                    r"2026-02-01\)"):
+        monitoring.run_check(config, day(30))
+    with pytest.raises(batch_prediction.NothingToScore, match="the first champion serves from"):
+        batch_prediction.score_day(config, day(30))
+    assert monitoring.days_to_check(config, day(30)) == ([], [
+        "no version of credit_default was @champion on 2026-01-31 (the first champion serves from 2026-02-01): "
+        "there is nothing to monitor"])
+    assert read_history(config.name).empty
+
+
+def test_a_run_checks_every_settled_unchecked_day_in_order_and_gives_up_only_on_a_long_missing_batch(served_world):
+    config, _ = served_world
+    storage.curated_path(config.name, day(33)).unlink()
+    storage.curated_path(config.name, day(37)).unlink()
+
+    days, notes = monitoring.days_to_check(config, day(39))
+
+    assert days == [day(31), day(32), day(34), day(35), day(36)]
+    assert "2026-02-03 was never curated nor quarantined" in notes[0]
+    assert "2026-02-07 has not been ingested yet" in notes[1]
+
+
+def test_rerunning_the_checks_after_later_promotions_reproduces_the_live_decisions(served_world):
+    config, first = served_world
+    for offset in (32, 33):
+        shift_incomes(config, day(offset))
+    live = [
+        *monitoring.run_checks(config, day(33))["checked"],  # a sensor that fell behind catches up in one run
+        *monitoring.run_checks(config, day(36))["checked"],
+    ]
+    # Later: a new champion serves from day 37, and a check of day 32 was made against it by mistake
+    # (a sensor judging old days against today's champion) and asked for a retrain.
+    second = make_champion(config, day(36), run_id="manual__second")
+    deployment.promote(config, second, "deploy-2", effective_day=day(37))
+    stale = check_record(day(32), second, None)
+    append_check(config.name, dataclasses.replace(stale, rows=ROWS_PER_DAY, retrain=True, reason="drift"))
+
+    again = [monitoring.run_check(config, day(offset)) for offset in range(31, 37)]
+
+    assert [check["day"] for check in live] == [day(offset).isoformat() for offset in range(31, 37)]
+    assert {check["model_version"] for check in live} == {first}
+    assert [(check["day"], check["model_version"], check["decision"]) for check in again] == [
+        (check["day"], check["model_version"], check["decision"]) for check in live]
+    assert [check["decision"]["reason"] for check in live] == [None, None, "drift", None, None, None]
+
+
+def test_once_a_champion_trained_on_the_shifted_world_serves_drift_requests_stop(state_dir, demo_config,
+                                                                                 one_openmp_thread):
+    config = monitored_world(state_dir, demo_config, days=48, rows_per_day=1000)
+    for offset in range(20, 48):
+        shift_incomes(config, day(offset))  # incomes triple on day 20 and stay there: a plateau
+    before = make_champion(config, day(19), run_id="manual__before")
+    deployment.promote(config, before, "deploy-1", effective_day=day(20))
+    judged_by_old = monitoring.run_checks(config, day(30))["checked"]
+    after = make_champion(config, day(39), run_id="manual__after", window_days=13)  # event days 27-32
+    deployment.promote(config, after, "deploy-2", effective_day=day(40))
+
+    judged_by_new = monitoring.run_checks(config, day(47))["checked"]
+
+    # While the old champion serves, the shift is seen against its training data: a request, and
+    # another once the cooldown is over.
+    assert [check["day"] for check in judged_by_old if check["decision"]["retrain"]] == [
+        day(21).isoformat(), day(28).isoformat()]
+    assert [check["day"] for check in judged_by_new] == [day(offset).isoformat() for offset in range(31, 48)]
+    served = {check["day"]: check["model_version"] for check in judged_by_new}
+    assert served == {day(offset).isoformat(): before if offset < 40 else after for offset in range(31, 48)}
+    requests = [check["day"] for check in judged_by_new if check["decision"]["retrain"]]
+    assert requests == [day(35).isoformat()], "the old champion asks again; the new one, trained on the shift, never"
+    assert all("annual_income" not in check["drifted_columns"] for check in judged_by_new
+               if check["model_version"] == after)
+
+
+def test_a_request_decided_by_a_run_that_failed_before_sending_it_is_sent_by_the_next_run(world):
+    config, _ = world
+    for offset in (33, 34):
+        shift_incomes(config, day(offset))
+    monitoring.run_checks(config, day(33))
+    [decided] = monitoring.run_checks(config, day(34))["requests"]  # ... and the run fails before emitting it
+
+    [retried] = monitoring.run_checks(config, day(35))["requests"]
+    monitoring.mark_request_emitted(retried["request"]["monitoring_run_id"])
+    after_sending = monitoring.run_checks(config, day(36))["requests"]
+
+    assert retried == decided and retried["already_emitted"] is False and retried["day"] == day(34).isoformat()
+    assert after_sending == []
