@@ -500,6 +500,7 @@ def run_check(
             check.decision, check.window, check.drift, reports.get("data_drift_html"), check.realized,
             model_version=champion.version,
         )
+        request["change_start"] = change_start(config, day, check.decision.reason).isoformat()
         request["monitoring_run_id"] = run_id
         write_json_atomically(folder / REQUEST_FILE, request)
     log.info("%s: check of %s against version %s: %s", config.name, day, champion.version,
@@ -511,6 +512,20 @@ def run_check(
         "request": request,
         "request_already_emitted": already_emitted,
     }
+
+
+def change_start(config: ModelConfig, day: dt.date, reason: str) -> dt.date:
+    """When the world changed, as far as the check of `day` can tell: what a retrain should learn from.
+
+    Drift is seen in the inputs, so the change began at the first window of the drifted streak
+    (`retrain_policy.consecutive_windows` windows ending on `day`). A performance drop is seen in
+    labels, which arrive `target.label_delay_days` late: the change began with the events whose
+    labels have just arrived (the first day of `label_window_of`).
+    """
+    if reason == "performance":
+        return label_window_of(config, day)[0]
+    windows = config.monitoring.retrain_policy.consecutive_windows * config.monitoring.window_days
+    return day - dt.timedelta(days=windows - 1)
 
 
 def days_to_check(config: ModelConfig, up_to: dt.date) -> tuple[list[dt.date], list[str]]:

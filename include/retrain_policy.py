@@ -33,6 +33,8 @@ training), as built by `retrain_request_metadata`:
     report_uri       the Evidently HTML report of the window, or null
     model_version    the champion version the window was compared with
     explanation      the policy's sentence on why it fired
+    change_start     "YYYY-MM-DD": when the world changed, as far as the check can tell
+                     (`monitoring.change_start`); continuous training learns from it
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ RETRAIN_REQUEST_KEYS = {
     "realized_metric": "the primary metric on delayed labels, or null",
     "report_uri": "where the Evidently HTML/JSON report of the check is kept",
     "model_version": "the champion version that was monitored",
+    "change_start": "YYYY-MM-DD, when the world changed as far as the check can tell; training learns from it",
 }
 
 REQUEST_PARAMS = {"reason", "window_days", "cutoff", "change_start", "hyperparameters"}
