@@ -208,13 +208,38 @@ def reference_profile(config: ModelConfig, champion: Champion, model: Any | None
     train = pd.read_parquet(champion.training_set / "train.parquet")
     unseen = [champion.training_set / f"{split}.parquet" for split in ("validation", "holdout")]
     unseen = pd.concat([pd.read_parquet(part) for part in unseen if part.exists()], ignore_index=True)
+    inputs = reference_inputs(config, champion.training_set, train, unseen)
     model = model if model is not None else registry.load_model_version(config.name, champion.version)
     scores = positive_probabilities(config, model, unseen) if len(unseen) else None
-    profile = build_reference_profile(config, train, scores, model_version=champion.version)
+    profile = build_reference_profile(config, inputs, scores, model_version=champion.version)
     profile.save(path)
     log.info("%s: built the reference profile of version %s from %s (%d rows) into %s",
-             config.name, champion.version, champion.training_set, len(train), path)
+             config.name, champion.version, champion.training_set, len(inputs), path)
     return profile
+
+
+def reference_inputs(
+    config: ModelConfig, training_set: Path, train: pd.DataFrame, unseen: pd.DataFrame
+) -> pd.DataFrame:
+    """The inputs a version's drift is measured against: its training split, or, when it was
+    trained for a changed world (its manifest's `change_start`), every row of its training set
+    from that change on.
+
+    A version trained after a covariate shift still learned from the older rows of its window
+    (weighted down), but it was made for the new inputs: measured against the whole window it
+    would see the very shift it absorbed as drift, and request retrains for it again and again.
+    """
+    from include.continuous_training import read_manifest
+
+    try:
+        change = read_manifest(training_set).get("change_start")
+    except FileNotFoundError:
+        change = None
+    if not change:
+        return train
+    timestamp = config.schema.timestamp_column
+    rows = pd.concat([train, unseen], ignore_index=True)
+    return rows[rows[timestamp] >= pd.Timestamp(change)].reset_index(drop=True)
 
 
 # --- the window ----------------------------------------------------------------------------------

@@ -214,8 +214,10 @@ def plan_training(
 
     - A drift or performance request names when the world changed (`change_start_of`). It trains
       once `training.change_point.min_labelled_rows` labelled rows exist from then on; before
-      that it is deferred (kept, not dropped: `pending_request`) and the next run of any kind
-      that finds enough labels trains for it, under the request's trigger name.
+      that it is deferred (kept, not dropped: `pending_request`). A newer request while one waits
+      keeps the earlier change (the same change, seen again) and takes the newer reason.
+    - Any later run that finds enough labels for the waiting request trains for it, under the
+      request's trigger name; until then the other runs train as they would have.
     - A person may name `change_start` too; with too few labels after it the run fails, naming them.
     - Any other run trains as `should_train` says, on the remembered change point (if any).
 
@@ -227,39 +229,48 @@ def plan_training(
         InvalidTrainingRequest: no curated data yet, or a person's change point with too few labels.
     """
     resolved = resolve_cutoff(config, cutoff.isoformat() if isinstance(cutoff, dt.date) else cutoff)
-    name, reason, request = trigger["trigger"], trigger["reason"], trigger.get("request")
+    needed = config.training.change_point.min_labelled_rows
     pending = pending_request(config.name)
-    source = None
-    if name in REQUESTED_TRIGGERS and request:
-        change, source = change_start_of(request), "request"
-    elif change_start:
-        change, source = (change_start if isinstance(change_start, dt.date)
-                          else dt.date.fromisoformat(change_start)), "person"
-    elif pending:
-        change, source = dt.date.fromisoformat(pending["change_start"]), "deferred"
-        name, request = pending["reason"], pending["request"]
-        reason = f"{pending['reason']} request deferred on {pending['deferred_on']} (this run: {trigger['trigger']})"
-    else:
-        change = None
+    pending_change = dt.date.fromisoformat(pending["change_start"]) if pending else None
 
-    def plan(train: bool, why: str, change_point: dt.date | None) -> dict:
+    def plan(train: bool, why: str, change_point: dt.date | None, name: str = trigger["trigger"],
+             reason: str = trigger["reason"]) -> dict:
         return {"train": train, "trigger": name, "reason": reason, "cutoff": resolved.isoformat(),
                 "change_start": change_point.isoformat() if change_point else None, "why": why}
 
-    if change is None:
-        train, why = should_train(config, name)
-        return plan(train, why, remembered_change_point(config.name))
-    labelled, needed = labelled_rows_since(config, change, resolved), config.training.change_point.min_labelled_rows
-    counted = f"{labelled} labelled rows from the change on {change} (labels known by {resolved})"
-    if labelled < needed:
-        shortfall = (f"{counted}; training for the changed world needs {needed} "
-                     "(training.change_point.min_labelled_rows)")
-        if source == "person":
-            raise InvalidTrainingRequest(shortfall)
-        if source == "request":
-            defer_request(config.name, name, change, request, resolved)
-        return plan(False, f"deferred: {shortfall}; it trains as soon as they have arrived", change)
-    if source != "person":
+    def counted(change: dt.date) -> tuple[int, str]:
+        labelled = labelled_rows_since(config, change, resolved)
+        return labelled, f"{labelled} labelled rows from the change on {change} (labels known by {resolved})"
+
+    def honour(change: dt.date, why: str, **named) -> dict:
         clear_pending_request(config.name)
-    remember_change_point(config.name, change)
-    return plan(True, f"{name}: {counted}", change)
+        remember_change_point(config.name, change)
+        return plan(True, why, change, **named)
+
+    request = trigger.get("request")
+    if trigger["trigger"] in REQUESTED_TRIGGERS and request:
+        change = min(filter(None, (change_start_of(request), pending_change)))
+        labelled, sentence = counted(change)
+        if labelled >= needed:
+            return honour(change, f"{trigger['trigger']}: {sentence}")
+        defer_request(config.name, trigger["trigger"], change, request, resolved)
+        return plan(False, f"deferred: {sentence}; training for the changed world needs {needed} "
+                           "(training.change_point.min_labelled_rows); it trains as soon as they have arrived", change)
+    if change_start:
+        change = change_start if isinstance(change_start, dt.date) else dt.date.fromisoformat(change_start)
+        labelled, sentence = counted(change)
+        if labelled < needed:
+            raise InvalidTrainingRequest(f"{sentence}; training for the changed world needs {needed} "
+                                         "(training.change_point.min_labelled_rows)")
+        remember_change_point(config.name, change)
+        return plan(True, f"{trigger['trigger']}: {sentence}", change)
+    waiting = ""
+    if pending:
+        labelled, sentence = counted(pending_change)
+        if labelled >= needed:
+            reason = (f"{pending['reason']} request deferred on {pending['deferred_on']} "
+                      f"(this run: {trigger['trigger']})")
+            return honour(pending_change, f"{pending['reason']}: {sentence}", name=pending["reason"], reason=reason)
+        waiting = f"; a {pending['reason']} request waits for labels ({sentence}, needs {needed})"
+    train, why = should_train(config, trigger["trigger"])
+    return plan(train, why + waiting, remembered_change_point(config.name))

@@ -304,3 +304,23 @@ def test_a_request_decided_by_a_run_that_failed_before_sending_it_is_sent_by_the
 
     assert retried == decided and retried["already_emitted"] is False and retried["day"] == day(34).isoformat()
     assert after_sending == []
+
+
+def test_a_version_trained_for_a_changed_world_is_measured_against_its_rows_from_the_change_on(world):
+    from include import continuous_training as ct
+
+    config, _ = world
+    change = day(20)
+    run_ctx = ct.RunContext(dag_id=f"{config.name}__continuous_training", run_id="drift__1", trigger="drift")
+    assembled = ct.assemble(config, run_ctx, day(30), change_start=change)
+    folder = Path(assembled["training_set_uri"])
+    train = pd.read_parquet(folder / "train.parquet")
+    unseen = pd.concat([pd.read_parquet(folder / f"{split}.parquet") for split in ("validation", "holdout")])
+
+    inputs = monitoring.reference_inputs(config, folder, train, unseen)
+
+    timestamp = config.schema.timestamp_column
+    assert inputs[timestamp].min() >= pd.Timestamp(change)
+    assert len(inputs) == int((pd.concat([train, unseen])[timestamp] >= pd.Timestamp(change)).sum())
+    plain = ct.assemble(config, dataclasses.replace(run_ctx, run_id="schedule__1"), day(30))
+    assert len(monitoring.reference_inputs(config, Path(plain["training_set_uri"]), train, unseen)) == len(train)

@@ -131,7 +131,8 @@ def test_a_request_whose_changed_world_has_too_few_labels_is_deferred_then_train
     ready = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 8))
 
     assert not early["train"] and early["why"].startswith("deferred: 150 labelled rows from the change on 2026-01-30")
-    assert not still_early["train"] and "300 labelled rows" in still_early["why"]
+    assert still_early["train"] and still_early["trigger"] == "schedule", "other runs are not held up by it"
+    assert "a drift request waits for labels (300 labelled rows" in still_early["why"]
     assert ready["train"] and ready["trigger"] == "drift" and ready["change_start"] == "2026-01-30"
     assert "deferred on 2026-02-06" in ready["reason"]
     assert training_triggers.pending_request(config.name) is None, "the request is consumed once it trains"
@@ -145,3 +146,13 @@ def test_a_persons_change_point_with_too_few_labels_fails_naming_them(labelled_w
     with pytest.raises(InvalidTrainingRequest, match="150 labelled rows from the change on 2026-01-30.*needs 450"):
         training_triggers.plan_training(labelled_world, on_demand, cutoff="2026-02-06", change_start="2026-01-30")
     assert training_triggers.pending_request(labelled_world.name) is None
+
+
+def test_a_newer_request_for_the_same_change_keeps_the_earlier_change_point(labelled_world):
+    config = labelled_world
+    training_triggers.plan_training(config, drift_request("2026-01-30"), cutoff=dt.date(2026, 2, 5))
+
+    again = training_triggers.plan_training(config, drift_request("2026-02-03"), cutoff=dt.date(2026, 2, 8))
+
+    assert again["train"] and again["change_start"] == "2026-01-30", (
+        "a request re-sent after the cooldown must not push the change later and defer it for ever")

@@ -93,11 +93,11 @@ class ClosedLoop:
         self._ingest(day, outcome)
         self._score(day, outcome)
         self._monitor(day, outcome)
-        trigger = self._trigger(day, outcome)
-        if trigger is not None:
-            started = time.process_time()
-            self._train(day, trigger, outcome)
-            outcome.train_cpu_seconds = time.process_time() - started
+        started = time.process_time()
+        for trigger in self._triggers(day, outcome):
+            if self._train(day, trigger, outcome):
+                break
+        outcome.train_cpu_seconds = time.process_time() - started
         outcome.champion = _champion(self.config)
         self.days.append(outcome)
         log.info("%s %s: %s", self.config.name, day, _one_line(outcome))
@@ -134,30 +134,34 @@ class ClosedLoop:
             outcome.request = check["request"]
             monitoring.mark_request_emitted(check["mlflow_run_id"])
 
-    def _trigger(self, day: dt.date, outcome: DayOutcome) -> dict | None:
-        """The trigger of the day's training run, as the DAG would name it, or None."""
+    def _triggers(self, day: dt.date, outcome: DayOutcome) -> list[dict]:
+        """The day's training runs, as the DAG would name their triggers, in the order they are tried."""
         name = self.config.name
+        triggers = []
         if outcome.request is not None:
-            return training_triggers.describe_trigger(
-                "asset_triggered", {f"{name}__retrain_request": [outcome.request]}, None)
+            triggers.append(training_triggers.describe_trigger(
+                "asset_triggered", {f"{name}__retrain_request": [outcome.request]}, None))
         if schedule_fires_on(self.config.training.schedule, day):
-            return training_triggers.describe_trigger("scheduled", {}, None)
+            triggers.append(training_triggers.describe_trigger("scheduled", {}, None))
         if outcome.curated:
-            return training_triggers.describe_trigger(
-                "asset_triggered", {f"{name}__curated_batch": [{"day": day.isoformat()}]}, None)
-        return None
+            triggers.append(training_triggers.describe_trigger(
+                "asset_triggered", {f"{name}__curated_batch": [{"day": day.isoformat()}]}, None))
+        return triggers
 
-    def _train(self, day: dt.date, trigger: dict, outcome: DayOutcome) -> None:
+    def _train(self, day: dt.date, trigger: dict, outcome: DayOutcome) -> bool:
+        """Plan one run and, when it trains, run continuous training and delivery; whether it trained."""
         config = self.config
         try:
             planned = training_triggers.plan_training(config, trigger, cutoff=day)
         except training_triggers.InvalidTrainingRequest as exc:
-            outcome.training = {"trigger": trigger["trigger"], "trained": False, "why": str(exc)}
-            return
-        outcome.training = {"trigger": planned["trigger"], "trained": planned["train"], "why": planned["why"],
-                            "change_start": planned["change_start"]}
+            outcome.training = outcome.training or {"trigger": trigger["trigger"], "trained": False, "why": str(exc)}
+            return False
         if not planned["train"]:
-            return
+            outcome.training = outcome.training or {"trigger": planned["trigger"], "trained": False,
+                                                    "why": planned["why"], "change_start": planned["change_start"]}
+            return False
+        outcome.training = {"trigger": planned["trigger"], "trained": True, "why": planned["why"],
+                            "change_start": planned["change_start"]}
         run_ctx = ct.RunContext(dag_id=f"{config.name}__continuous_training",
                                 run_id=f"{RUN_PREFIX}__{day.isoformat()}__{planned['trigger']}",
                                 trigger=planned["trigger"])
@@ -166,7 +170,7 @@ class ClosedLoop:
             ct.validate(config, run_ctx, assembled["training_set_uri"])
         except ct.NotTrainable as exc:
             outcome.training.update(trained=False, why=str(exc))
-            return
+            return False
         trained = ct.train(config, run_ctx, assembled["training_set_uri"])
         evaluated = ct.evaluate(config, run_ctx, assembled["training_set_uri"], trained["mlflow_run_id"])
         registered = ct.register(config, run_ctx, trained["mlflow_run_id"])
@@ -175,6 +179,7 @@ class ClosedLoop:
                                 reasons=evaluated["reasons"], holdout_rows=assembled["splits"]["holdout"])
         if registered["alias_set"]:
             outcome.promoted = self._deliver(day, registered["version"], run_ctx.run_id, evaluated)
+        return True
 
     def _deliver(self, day: dt.date, version: str, run_id: str, evaluated: dict) -> str | None:
         """Promote a blessed challenger from the next day on, asking `approve` when a person must."""
