@@ -282,6 +282,20 @@ def test_a_secondary_metric_within_its_margin_passes(config):
     assert verdict.passed, verdict.reasons
 
 
+def test_a_secondary_metric_worse_beyond_its_margin_by_noise_alone_passes(config):
+    """On a small holdout (the first days after a change) two equivalent models differ by noise."""
+    champion = scored(seed=1, rows=600, own_noise=0.6)
+    equivalent = scored(seed=5, rows=600, own_noise=0.6)
+
+    verdict = judge(config, equivalent, champion, trigger="drift")
+
+    check = next(c for c in verdict.checks if c["name"] == "non_inferiority:average_precision")
+    assert check["candidate"] < check["required"], "the point estimate is worse than the margin allows"
+    assert check["interval"]["low"] < 0 < check["interval"]["high"]
+    assert check["passed"] and "noise" in check["note"]
+    assert verdict.passed, verdict.reasons
+
+
 def test_floors_hold_the_champion_too_and_a_champion_below_one_is_degraded(config):
     strict = with_evaluation(config, metrics={"roc_auc": {"threshold": 0.70},
                                               "average_precision": {"threshold": 0.99}})
