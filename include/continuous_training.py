@@ -472,7 +472,8 @@ def evaluate(config: ModelConfig, run_ctx: RunContext | dict, training_set: str 
     converged = run.data.tags.get(TAG_CONVERGED) == "true"
     verdict = judge_candidate(config, candidate, champion, converged, labels=positive_labels(config, holdout),
                               candidate_scores=scores, champion_scores=champion_scores,
-                              trigger=RunContext.of(run_ctx).trigger)
+                              trigger=RunContext.of(run_ctx).trigger,
+                              slice_values=holdout[config.evaluation.slices])
     compared_with = str(champion_version.version) if champion_version else registry.NO_CHAMPION
 
     folder = run_dir(config, run_ctx) / "evaluation"

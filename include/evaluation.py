@@ -252,6 +252,7 @@ def judge_candidate(
     candidate_scores: np.ndarray | None = None,
     champion_scores: np.ndarray | None = None,
     trigger: str = "on_demand",
+    slice_values: pd.DataFrame | None = None,
 ) -> GateVerdict:
     """Should this candidate become the challenger? Every check must pass.
 
@@ -270,7 +271,9 @@ def judge_candidate(
     - gain over the champion with MLflow MetricThreshold semantics, on each metric with
       `min_absolute_change` / `min_relative_change` (point estimates; with a zero baseline,
       strictly better by 1e-10);
-    - slices: no slice's primary metric worse than the champion's by more than `slice_tolerance`;
+    - slices: no slice's primary metric worse than the champion's by more than `slice_tolerance`
+      and really worse (given the holdout's slice columns, the slice's paired bootstrap interval
+      lies wholly below 0: a slice of a few dozen rows moves by more than the tolerance on noise);
     - no NaN predictions, and training converged.
 
     A **floor exception**: a candidate that misses a floor still passes when the champion is
@@ -284,6 +287,8 @@ def judge_candidate(
         labels, candidate_scores, champion_scores: the holdout's 0/1 labels and both models'
             positive-class probabilities for the same rows; required when there is a champion.
         trigger: why the run started (`RunContext.trigger`), for the ties rule.
+        slice_values: the holdout's `evaluation.slices` columns, row for row with `labels`, for the
+            slices' bootstrap; without them a slice is judged on its point estimate alone.
 
     Raises:
         ValueError: a champion without the holdout labels and both models' scores.
@@ -327,6 +332,8 @@ def judge_candidate(
         checks += _gain_checks(name, rule, value, base)
     if champion is not None:
         checks += _slice_checks(config, candidate, champion)
+        if slice_values is not None:
+            _forgive_noisy_slices(config, checks, slice_values, labels, candidate_scores, champion_scores)
     checks.append(
         {
             "name": "no_nan_predictions",
@@ -477,6 +484,29 @@ def _slice_checks(config: ModelConfig, candidate: EvaluationResult, champion: Ev
             check["rows"] = numbers["rows"]
             checks.append(check)
     return checks
+
+
+def _forgive_noisy_slices(
+    config: ModelConfig, checks: list[dict], slice_values: pd.DataFrame, labels: np.ndarray,
+    candidate_scores: np.ndarray, champion_scores: np.ndarray,
+) -> None:
+    """Pass the failed slice checks whose worsening the slice's paired bootstrap does not confirm."""
+    from include.paired_bootstrap import paired_bootstrap
+
+    comparison, primary = config.evaluation.comparison, config.evaluation.primary_metric
+    greater_is_better = config.evaluation.metrics[primary].greater_is_better
+    for check in checks:
+        if check["passed"] or not check["name"].startswith("slice:"):
+            continue
+        column, _, value = check["name"].removeprefix("slice:").rpartition(f":{primary}")[0].partition("=")
+        rows = (slice_values[column].astype(str) == value).to_numpy()
+        interval = paired_bootstrap(labels[rows], candidate_scores[rows], champion_scores[rows], [primary],
+                                    samples=comparison.bootstrap_samples, confidence=comparison.confidence,
+                                    seed=comparison.seed)[primary]
+        check["interval"] = interval.to_dict()
+        really_worse = interval.high < 0 if greater_is_better else interval.low > 0
+        if not really_worse:
+            check.update(passed=True, note="worse beyond the tolerance, but within the bootstrap's noise")
 
 
 def _reason(check: dict) -> str:

@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -368,6 +369,36 @@ def test_a_slice_worse_than_the_champions_beyond_the_tolerance_fails(config):
     assert within.passed, within.reasons
     assert not beyond.passed and failed(beyond) == {"slice:region=north:roc_auc"}
     assert "slice region=north" in beyond.reasons[0]
+
+
+def slice_results(scores, region):
+    """The primary metric per region, as `compute_slice_metrics` reports it."""
+    labels = holdout_labels(len(scores))
+    return {"region": {value: {"roc_auc": METRICS["roc_auc"](labels[region == value], scores[region == value]),
+                               "rows": int((region == value).sum())} for value in ("east", "north")}}
+
+
+@pytest.mark.parametrize(("really_worse", "passes"), [(False, True), (True, False)])
+def test_a_small_slice_fails_only_when_its_bootstrap_confirms_it_is_worse(config, really_worse, passes):
+    champion = scored(own_noise=1.0)
+    region = np.where(np.arange(len(champion)) < 120, "east", "north")
+    candidate = champion.copy()
+    if not really_worse:  # an equivalent model: 0.07 worse on these 120 rows, by chance
+        candidate[:120] = scored(seed=113, own_noise=1.0)[:120]
+    else:  # really worse in the slice
+        candidate[:120] = np.random.default_rng(3).random(120)
+    labels = holdout_labels(len(champion))
+
+    verdict = judge_candidate(
+        config, evaluated(candidate, slice_results(candidate, region)),
+        evaluated(champion, slice_results(champion, region)), converged=True, labels=labels,
+        candidate_scores=candidate, champion_scores=champion, trigger="drift",
+        slice_values=pd.DataFrame({"region": region}),
+    )
+
+    check = next(c for c in verdict.checks if c["name"] == "slice:region=east:roc_auc")
+    assert check["candidate"] < check["required"], "the point estimate is worse than the tolerance allows"
+    assert check["passed"] is passes and "interval" in check
 
 
 def test_a_champion_needs_the_holdout_scores_of_both_models(config):
