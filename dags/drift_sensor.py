@@ -53,8 +53,10 @@ For each day: per-column drift of the last {window} day(s) (methods and threshol
 `monitoring.drift`), prediction drift, and realized `{metric}` on the predictions whose delayed
 labels ({delay} days) have arrived; the retrain policy (`monitoring.retrain_policy`: {consecutive}
 drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
-{cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. Evidently's HTML
-and JSON reports go to `reports/{model}/drift/day=…/version=…/` and onto an MLflow run
+{cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. The verdict
+(`check.json`, and Evidently's HTML and JSON reports for a window that drifted or requested a
+retrain, or for every window with `monitoring.reports: every_check`) goes to
+`reports/{model}/drift/day=…/version=…/` and onto an MLflow run
 (`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers go to the metrics
 history (`include.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
 a data-quality failure, not drift: it is left out and can never trigger a retrain.

@@ -8,7 +8,9 @@ run's tasks with the same loop `dag.test()` uses.
 """
 
 import datetime as dt
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from include import deployment, registry, settings, storage
@@ -100,8 +102,27 @@ def shift_incomes(config, when: dt.date) -> None:
     storage.write_curated_batch(config.name, when, batch)
 
 
+@pytest.fixture
+def world_with_labels_after_the_change(state_dir, demo_config, monkeypatch, one_openmp_thread):
+    """45 days of data (250 rows a day), a champion trained up to day 30, and a change-point rule
+    of 500 labelled rows: labels of days 33 to 37 have arrived by day 44, the newest curated day."""
+    import yaml
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    config = monitored_world(state_dir, demo_config, days=45, rows_per_day=250)
+    path = settings.models_dir() / f"{config.name}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["training"]["change_point"]["min_labelled_rows"] = 500
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    make_champion(config, day(30))
+    return config
+
+
 @pytest.mark.slow
-def test_drift_requests_a_retrain_and_continuous_training_records_drift_as_its_trigger(airflow_db, world):
+def test_drift_requests_a_retrain_and_continuous_training_learns_from_the_change_it_names(
+    airflow_db, world_with_labels_after_the_change
+):
+    world = world_with_labels_after_the_change
     for offset in (33, 34):
         shift_incomes(world, day(offset))
     before = len(request_events())
@@ -116,6 +137,7 @@ def test_drift_requests_a_retrain_and_continuous_training_records_drift_as_its_t
     assert set(RETRAIN_REQUEST_KEYS) <= set(event.extra)
     assert event.extra["reason"] == "drift" and "annual_income" in event.extra["drifted_columns"]
     assert event.extra["window"] == {"start": day(34).isoformat(), "end": day(34).isoformat()}
+    assert event.extra["change_start"] == day(33).isoformat(), "the drifted streak began on day 33"
 
     run_id, state, states = run_asset_triggered(load_dag("continuous_training.py", TRAINING), [event.id])
 
@@ -124,6 +146,9 @@ def test_drift_requests_a_retrain_and_continuous_training_records_drift_as_its_t
     assert version.tags[registry.TAG_TRIGGER] == "drift"
     training_run = registry.client().get_run(version.run_id)
     assert training_run.data.tags[registry.TAG_TRIGGER] == "drift"
+    assert training_run.data.params["change_start"] == day(33).isoformat()
+    holdout = pd.read_parquet(Path(training_run.data.tags["training_set_uri"]) / "holdout.parquet")
+    assert holdout[world.schema.timestamp_column].min() >= pd.Timestamp(day(33)), "judged on the changed world"
 
 
 @pytest.mark.slow

@@ -28,7 +28,6 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -183,20 +182,38 @@ def test_rerunning_the_drift_sensor_over_thirty_past_days_reproduces_the_live_de
 # --- the table for the README --------------------------------------------------------------------
 
 
-def recovery_table(config: ModelConfig, outcomes: dict[dt.date, DayOutcome]) -> pd.DataFrame:
-    """One row per scenario: onset, first request, when a retrained champion served, requests."""
-    rows = []
-    for scenario in config.source.scenarios:
-        end = scenario.end or LAST_DAY
-        until = end + dt.timedelta(days=14)
-        inside = [day for day in requests(outcomes) if scenario.start <= day <= until]
-        promoted = [day for day, outcome in outcomes.items() if outcome.promoted and scenario.start <= day <= until]
-        rows.append({
-            "scenario": scenario.name, "kind": scenario.kind, "onset": scenario.start.isoformat(),
-            "requests": ", ".join(f"{day:%m-%d} {outcomes[day].request['reason']}" for day in inside) or "none",
-            "first promotion after onset": promoted[0].isoformat() if promoted else "none",
-        })
-    return pd.DataFrame(rows)
+def recovery_table(config: ModelConfig, outcomes: dict[dt.date, DayOutcome]) -> list[dict]:
+    """The figures of the README's detection-and-recovery table, one dict per scenario."""
+    drift_requests, rows = requests(outcomes, "drift"), []
+    shift, crisis = onset(config, "covariate_shift"), onset(config, "concept_drift")
+    profile = ReferenceProfile.load(reference_profile_path(config.name, outcomes[shift.start].check["model_version"]))
+    reached = income_shift_reaches_effect_size(config, SimpleNamespace(profile=profile))
+    rows.append({"scenario": "60 stable days + bad_feed + renamed_income",
+                 "requests": [str(day) for day in requests(outcomes) if day <= INCIDENTS_END]})
+    rows.append({"scenario": shift.name, "onset": str(shift.start), "effect_size_reached": str(reached),
+                 "drift_requests": [str(day) for day in drift_requests if day <= shift.end + dt.timedelta(days=30)],
+                 "promotions": [(str(day), outcomes[day].training["trigger"]) for day, o in outcomes.items()
+                                if o.promoted and shift.start <= day <= shift.end + dt.timedelta(days=14)]})
+    promoted_on = first_recovering_promotion(config, outcomes)
+    serves_from = promoted_on + dt.timedelta(days=1)
+    following = [serves_from + dt.timedelta(days=offset) for offset in range(RECOVERY_DAYS)]
+    decayed = [crisis.start + dt.timedelta(days=offset) for offset in range(7, 7 + RECOVERY_DAYS)]
+
+    def old_champion(_day: dt.date) -> str:
+        return outcomes[crisis.start].scored_by
+    rows.append({
+        "scenario": crisis.name, "onset": str(crisis.start),
+        "first_request": next((f"{day} {outcomes[day].request['reason']}" for day in requests(outcomes)
+                               if day >= crisis.start), None),
+        "recovering_champion": f"v{outcomes[promoted_on].promoted} ({outcomes[promoted_on].training['trigger']}, "
+                               f"change {outcomes[promoted_on].training['change_start']}) serves from {serves_from}",
+        "realized_roc_auc_next_14_days": round(realized_auc(config, following, lambda d: outcomes[d].scored_by), 4),
+        "ungated_next_14_days": round(realized_auc(config, following,
+                                                   lambda d: newest_candidate_before(config, d, outcomes)), 4),
+        "old_champion_on_those_days": round(realized_auc(config, following, old_champion), 4),
+        "old_champion_days_7_to_20": round(realized_auc(config, decayed, old_champion), 4),
+    })
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover - run by hand for the README
@@ -206,8 +223,15 @@ if __name__ == "__main__":  # pragma: no cover - run by hand for the README
     from threadpoolctl import threadpool_limits
 
     state = tempfile.mkdtemp(prefix="recovery-")
-    os.environ.update(MLOPS_STATE_DIR=state, MLFLOW_TRACKING_URI=f"sqlite:///{state}/mlflow.db")
+    os.makedirs(f"{state}/mlflow")
+    os.environ.update(MLOPS_STATE_DIR=state, MLFLOW_TRACKING_URI=f"sqlite:///{state}/mlflow/mlflow.db",
+                      GX_ANALYTICS_ENABLED="False")
     demo = load_model_config(DEMO_CONFIG)
     with threadpool_limits(1):
         ran = {outcome.day: outcome for outcome in ClosedLoop(demo).run(FIRST_DAY, LAST_DAY)}
-    print(recovery_table(demo, ran).to_markdown(index=False))
+    for row in recovery_table(demo, ran):
+        print(row)
+    print("requests:", [(str(day), ran[day].request["reason"], ran[day].request["change_start"])
+                        for day in requests(ran)])
+    print("promotions:", [(str(day), ran[day].promoted, ran[day].training["trigger"])
+                          for day in ran if ran[day].promoted])
