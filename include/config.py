@@ -189,6 +189,14 @@ class Features(_Strict):
 # --- training, evaluation, monitoring, serving, deployment ---------------------------------------
 
 
+def dotted_path(value: str, example: str) -> str:
+    """`value` when it names something inside a module (`module.Name`), else a ValueError."""
+    module, _, name = value.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"must be a dotted path such as {example}")
+    return value
+
+
 class Estimator(_Strict):
     class_path: str = Field(
         alias="class", description="Importable sklearn estimator, e.g. sklearn.linear_model.LogisticRegression"
@@ -198,10 +206,7 @@ class Estimator(_Strict):
     @field_validator("class_path")
     @classmethod
     def _is_a_dotted_path(cls, value: str) -> str:
-        module, _, name = value.rpartition(".")
-        if not module or not name:
-            raise ValueError("must be a dotted path such as sklearn.linear_model.LogisticRegression")
-        return value
+        return dotted_path(value, "sklearn.linear_model.LogisticRegression")
 
 
 class Split(_Strict):
@@ -291,10 +296,7 @@ class DegradedChampion(_Strict):
     @field_validator("notifier")
     @classmethod
     def _is_a_dotted_path(cls, value: str) -> str:
-        module, _, name = value.rpartition(".")
-        if not module or not name:
-            raise ValueError("must be a dotted path such as notifiers.LogNotifier")
-        return value
+        return dotted_path(value, "notifiers.LogNotifier")
 
 
 class Evaluation(_Strict):
