@@ -54,8 +54,8 @@ For each day: per-column drift of the last {window} day(s) (methods and threshol
 labels ({delay} days) have arrived; the retrain policy (`monitoring.retrain_policy`: {consecutive}
 drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
 {cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. The verdict
-(`check.json`, and Evidently's HTML and JSON reports for a window that drifted or requested a
-retrain, or for every window with `monitoring.reports: every_check`) goes to
+(`check.json`, and Evidently's HTML and JSON reports for a window that requested a retrain, or
+as `monitoring.reports` says) goes to
 `reports/{model}/drift/day=…/version=…/` and onto an MLflow run
 (`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers go to the metrics
 history (`include.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is

@@ -338,13 +338,14 @@ class RetrainPolicy(_Strict):
 
 class Monitoring(_Strict):
     """The drift sensor. `reports` says which checks also get Evidently's HTML and JSON reports:
-    `on_drift` (the windows whose data or predictions drifted, or that requested a retrain; an
-    Evidently report costs more than the check itself) or `every_check`. Every check keeps its
-    verdict and numbers (`check.json`, the MLflow run, the metrics history) either way."""
+    `on_request` (the windows that requested a retrain), `on_drift` (also the windows whose data or
+    predictions drifted) or `every_check`; an Evidently report costs more than the check itself.
+    Every check keeps its verdict and numbers (`check.json`, the MLflow run, the metrics history)
+    either way."""
 
     schedule: str = "@daily"
     window_days: Annotated[int, Field(ge=1)] = 1
-    reports: Literal["on_drift", "every_check"] = "on_drift"
+    reports: Literal["on_request", "on_drift", "every_check"] = "on_request"
     drift: Drift = Drift()
     retrain_policy: RetrainPolicy = RetrainPolicy()
 

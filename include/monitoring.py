@@ -703,10 +703,17 @@ def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion)
 
 
 def wants_reports(config: ModelConfig, check: WindowCheck) -> bool:
-    """Does the check get Evidently's reports (`monitoring.reports`): always, or when its data or
-    predictions drifted or it requested a retrain."""
+    """Does the check get Evidently's reports (`monitoring.reports`): when it requested a retrain
+    (`on_request`, the evidence behind every request), also when its data or predictions drifted
+    (`on_drift`), or always (`every_check`).
+
+    Importing Evidently and rendering a report costs more than the check itself: on a catch-up
+    over a drifting period, reports for every drifted day make the sensor fall behind ingestion.
+    """
     if config.monitoring.reports == "every_check" or check.decision.retrain:
         return True
+    if config.monitoring.reports == "on_request":
+        return False
     drift = check.drift
     return drift is not None and (drift.dataset_drifted or (drift.prediction is not None and drift.prediction.drifted))
 

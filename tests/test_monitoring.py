@@ -66,15 +66,28 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     assert {f"score__{name}" for name in config.features.all} <= set(history.columns)
 
 
-def test_by_default_only_a_window_that_drifted_gets_evidently_reports_every_window_its_verdict(world):
+def test_by_default_only_a_window_that_requested_a_retrain_gets_evidently_reports_every_window_its_verdict(world):
     config, _ = world
-    shift_incomes(config, day(34))
+    for offset in (34, 35):
+        shift_incomes(config, day(offset))
 
-    calm, drifted = monitoring.run_check(config, day(33)), monitoring.run_check(config, day(34))
+    calm, drifted, requested = (monitoring.run_check(config, day(offset)) for offset in (33, 34, 35))
 
-    assert config.monitoring.reports == "on_drift"
+    assert config.monitoring.reports == "on_request"
     assert set(calm["reports"]) == {"check"} and not calm["dataset_drifted"]
     assert json.loads(Path(calm["reports"]["check"]).read_text())["decision"] == calm["decision"]
+    assert drifted["dataset_drifted"] and set(drifted["reports"]) == {"check"}
+    assert requested["decision"]["retrain"]
+    assert {"data_drift_html", "prediction_drift_json"} <= set(requested["reports"])
+
+
+def test_with_reports_on_drift_a_window_that_drifted_gets_evidently_reports(world):
+    config, _ = world
+    config = with_monitoring_reports(config, "on_drift")
+    shift_incomes(config, day(34))
+
+    drifted = monitoring.run_check(config, day(34))
+
     assert drifted["dataset_drifted"] and {"data_drift_html", "prediction_drift_json"} <= set(drifted["reports"])
 
 
