@@ -33,14 +33,15 @@ DOC = """
 
 Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), and once a
 day (`{schedule}`, also for `airflow backfill create`); or by hand for the day in the **day** field.
-One run at a time: batches that land while a run works wait for the next run, which takes them all.
+One run at a time.
 
 **check_windows** checks, oldest first, every day up to the run's day (the **day** field, else the
-newest day the triggering batches name, else the run's data interval, else the newest curated day)
-that a version served, whose batch ingestion has curated or quarantined, and that has not been
-checked yet; then the run's day itself again (a re-check replaces its record). A sensor that fell
-behind ingestion so catches up in one run. The days go in order because each decision reads the
-earlier days'; a day whose batch has not landed yet stops the run there (a later run goes on).
+run's data interval for a scheduled or backfilled run, else the newest curated day) that a version
+served, whose batch ingestion has curated or quarantined, and that has not been checked yet; then
+the run's day itself again (a re-check replaces its record). A run that batches triggered also
+checks the batches published while it works, so the sensor keeps pace with a catching-up
+ingestion. The days go in order because each decision reads the earlier days'; a day whose batch
+has not landed yet stops the run there (a later run goes on).
 
 Each day is judged **point in time**: against the version that was `@champion` on that day (the
 champion history that model deployment and rollback record, with the first data day each version
@@ -140,11 +141,11 @@ def build(config):
 
 
 def newest_day_to_check(context) -> dt.date | None:
-    """The run's day: the `day` Param, else the newest day the triggering curated batches name,
-    else the run's data interval; None (the newest curated day) for a manual run without a day."""
-    days = event_days(context)
-    if days:
-        return days[-1]
+    """The run's day: the `day` Param, else the run's data interval (a scheduled or backfilled
+    run). None for a run that curated batches triggered, or a manual run without a day: it checks
+    up to the newest curated day and follows the batches published while it works."""
+    if event_days(context):
+        return None
     try:
         return interval_day(context)
     except ValueError:

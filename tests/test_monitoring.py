@@ -337,3 +337,26 @@ def test_a_version_trained_for_a_changed_world_is_measured_against_its_rows_from
     assert len(inputs) == int((pd.concat([train, unseen])[timestamp] >= pd.Timestamp(change)).sum())
     plain = ct.assemble(config, dataclasses.replace(run_ctx, run_id="schedule__1"), day(30))
     assert len(monitoring.reference_inputs(config, Path(plain["training_set_uri"]), train, unseen)) == len(train)
+
+
+def test_a_run_without_a_day_follows_the_batches_published_while_it_works(served_world, monkeypatch):
+    config, _ = served_world
+    later = {day(offset): storage.read_curated(config.name, day(offset), day(offset)) for offset in (34, 35)}
+    for offset in range(34, 40):
+        storage.curated_path(config.name, day(offset)).unlink()
+    check = monitoring.run_check
+
+    def ingestion_publishes_meanwhile(config, when, *args):
+        """While the sensor checks day 33, ingestion publishes days 34 and 35."""
+        if when == day(33):
+            for published, batch in later.items():
+                storage.write_curated_batch(config.name, published, batch)
+        return check(config, when, *args)
+
+    monkeypatch.setattr(monitoring, "run_check", ingestion_publishes_meanwhile)
+
+    result = monitoring.run_checks(config)
+
+    checked = [checked["day"] for checked in result["checked"]]
+    assert checked[-3:] == [day(offset).isoformat() for offset in (33, 34, 35)]
+    assert result["up_to"] == day(35).isoformat()
