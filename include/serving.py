@@ -246,6 +246,9 @@ class RecordValidator:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestRejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise RequestRejected(400, "malformed_json", 'the body nests too deeply to be a request; send '
+                                  '{"records": [{...}, ...]}') from None
         if not isinstance(payload, dict):
             raise self._invalid([FieldProblem(None, None, 'the body must be a JSON object {"records": [...]}')])
         unknown = [FieldProblem(None, name, "is not a field of the body, which has only 'records'")

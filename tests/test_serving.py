@@ -251,6 +251,17 @@ def test_malformed_json_is_a_400_that_says_where(served_without_champion: Servic
     assert "column" in response.json()["message"]
 
 
+def test_a_body_nested_thousands_deep_is_a_400_not_a_crash(served_without_champion: Service) -> None:
+    nested = b'{"records":' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+    response = served_without_champion.http.post(
+        f"/models/{MODEL}/predict", content=nested, headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_json" and "nests too deeply" in response.json()["message"]
+
+
 def test_every_problem_of_a_request_is_listed(served_without_champion: Service, demo_config: ModelConfig) -> None:
     response = served_without_champion.predict([record(demo_config, age="x"), record(demo_config, region=None)])
 
