@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run stop status test lint bench image verify-release lock clean
+.PHONY: help run stop status test lint bench replay image verify-release lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -34,6 +34,11 @@ lint: $(STAMP) ## Lint with ruff, including Airflow's AIR rules
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against a baseline in the same process)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+MODEL ?= credit_default
+replay: $(STAMP) ## Replay a model's days under each retraining policy: MODEL=… [START=… END=… POLICIES=a,b]
+	$(BIN)/python -m include.replay $(MODEL) $(if $(START),--start $(START)) $(if $(END),--end $(END)) \
+		$(if $(POLICIES),--policies $(POLICIES))
 
 IMAGE ?= airflow-mlops-levels:0.1.0
 image: ## Build the production image (Dockerfile: official Airflow image + requirements.txt)

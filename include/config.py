@@ -223,10 +223,16 @@ class ChangePoint(_Strict):
     then the holdout is drawn from those rows (at most a third of them, so the candidate also
     learns from them) and, in training, the rows from the change on carry at least `weight_share`
     of the total sample weight. Later runs whose window still holds the change point do the same.
+
+    A model fitted on the first few thousand rows of a changed world is provisional: once the
+    labelled rows from the change have grown `refit_growth` times, the request is honoured again
+    (a refit), and again at each further growth, until the training window lies wholly after the
+    change. None turns refits off.
     """
 
     min_labelled_rows: Annotated[int, Field(ge=1)] = 3000
     weight_share: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    refit_growth: Annotated[float, Field(gt=1)] | None = 2.0
 
 
 class Training(_Strict):
@@ -374,6 +380,30 @@ class Deployment(_Strict):
     load_test_seconds: Annotated[float, Field(gt=0)] = 5
 
 
+RETRAIN_ON = ("request", "schedule", "new_data", "every_day")
+"""What a replay policy may retrain on: a drift or performance request, `training.schedule`,
+every `training.every_n_batches` curated batches, or every day."""
+
+
+BUILT_IN_REPLAY_POLICIES = ("level0", "scheduled", "triggered", "every_day")
+"""The policies every replay knows (`include.replay.policies.BUILT_IN`); a config cannot redefine them."""
+
+
+class ReplayPolicy(_Strict):
+    """A retraining policy of the model's own that `make replay` compares with the built-in ones
+    (`include.replay.policies`): what it retrains on, and whether candidates face the gate."""
+
+    description: str = ""
+    retrain_on: list[Literal["request", "schedule", "new_data", "every_day"]] = Field(default_factory=list)
+    gate: bool = True
+
+
+class Replay(_Strict):
+    """`make replay` (`include.replay`): policies named here are replayed beside the built-in ones."""
+
+    policies: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ReplayPolicy] = Field(default_factory=dict)
+
+
 class ModelConfig(_Strict):
     """One model, end to end. Its `name` is the prefix of its DAG ids (`<name>__<stage>`)."""
 
@@ -389,6 +419,7 @@ class ModelConfig(_Strict):
     monitoring: Monitoring = Monitoring()
     serving: Serving = Serving()
     deployment: Deployment = Deployment()
+    replay: Replay = Replay()
 
     @model_validator(mode="after")
     def _columns_referenced_exist(self) -> ModelConfig:
@@ -407,6 +438,11 @@ class ModelConfig(_Strict):
         not_features = [name for name in self.evaluation.slices if name not in self.features.categorical]
         if not_features:
             raise ValueError(f"evaluation.slices must be categorical features, got {not_features}")
+        for name, policy in self.replay.policies.items():
+            if name in BUILT_IN_REPLAY_POLICIES:
+                raise ValueError(f"replay.policies.{name}: {name} is a built-in policy; give yours another name")
+            if "schedule" in policy.retrain_on and not self.training.schedule:
+                raise ValueError(f"replay.policies.{name} retrains on schedule, but training.schedule is not set")
         return self
 
     @property

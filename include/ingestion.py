@@ -34,8 +34,8 @@ def _read_or_quarantine(config: ModelConfig, day: dt.date, path: Path):
         raise BatchRejected(f"batch {day} is unreadable: {exc}. Quarantined in {folder}") from exc
 
 
-def validate(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
-    """Validate the landed batch against the model's GX suite.
+def validate(config: ModelConfig, day: dt.date, batch_uri: str, *, data_docs: bool = True) -> dict:
+    """Validate the landed batch against the model's GX suite (`data_docs`: also build its Data Docs site).
 
     Returns:
         The validation summary, warnings included, when no blocking expectation failed.
@@ -45,14 +45,14 @@ def validate(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     """
     path = Path(batch_uri)
     frame = _read_or_quarantine(config, day, path)
-    outcome = validation.validate_batch(config, frame, day)
+    outcome = validation.validate_batch(config, frame, day, data_docs=data_docs)
     if not outcome.passed:
         folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
         raise BatchRejected(f"{validation.describe_failures(outcome)}. Quarantined in {folder}")
     return {
         "summary": outcome.summary,
         "warnings": [warning.to_dict() for warning in outcome.warnings],
-        "data_docs": str(outcome.data_docs_index),
+        "data_docs": str(outcome.data_docs_index) if outcome.data_docs_index else None,
     }
 
 
@@ -63,8 +63,8 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     return {"day": day.isoformat(), "curated_uri": str(path), "rows": len(frame)}
 
 
-def land_labels(config: ModelConfig, day: dt.date) -> dict:
-    """Store the labels that arrived on `day`, after checking them with the labels suite.
+def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
+    """Store the labels that arrived on `day`, after checking them with the labels suite (and its Data Docs).
 
     Labels that fail are moved to quarantine (with their report) out of the labels store, so
     training never joins them, and `BatchRejected` names the failed rules.
@@ -73,7 +73,7 @@ def land_labels(config: ModelConfig, day: dt.date) -> dict:
     if path is None:
         return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
     frame = sources.read_batch(path, config.schema)
-    outcome = validation.validate_batch(config, frame, day, suite_kind="labels")
+    outcome = validation.validate_batch(config, frame, day, suite_kind="labels", data_docs=data_docs)
     if not outcome.passed:
         folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
         path.unlink()

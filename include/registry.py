@@ -14,6 +14,7 @@ where its golden examples are, and which champion it was compared with (the roll
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -120,12 +121,30 @@ def get_champion_version(name: str) -> ModelVersion | None:
     return get_alias_version(name, CHAMPION)
 
 
+_LOADED_MODELS: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+LOADED_MODELS_KEPT = 4
+"""How many loaded versions a process keeps: a replay or a drift-sensor run scores day after day with
+the same one or two versions, and loading one from its skops file takes longer than scoring a day."""
+
+
 def load_model_version(name: str, version: str | int) -> Any:
-    """The registered sklearn Pipeline of `name` version `version` (raw feature columns in)."""
+    """The registered sklearn Pipeline of `name` version `version` (raw feature columns in).
+
+    A version's model never changes once registered, so the last few loaded are kept in memory,
+    keyed by the tracking store, the version and the logged model it points at.
+    """
     import mlflow.sklearn
 
-    client()
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    source = client().get_model_version(name, str(version)).source
+    key = (settings.mlflow_tracking_uri(), name, str(version), source)
+    if key in _LOADED_MODELS:
+        _LOADED_MODELS.move_to_end(key)
+        return _LOADED_MODELS[key]
+    model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    _LOADED_MODELS[key] = model
+    while len(_LOADED_MODELS) > LOADED_MODELS_KEPT:
+        _LOADED_MODELS.popitem(last=False)
+    return model
 
 
 def find_version_for_airflow_run(name: str, airflow_run_id: str, dag_id: str | None = None) -> ModelVersion | None:

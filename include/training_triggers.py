@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -170,15 +171,42 @@ def _write(path, content: dict) -> None:
 
 
 def pending_request(model: str) -> dict | None:
-    """The drift or performance request that waits for labels: {"reason", "change_start", "request", "deferred_on"}."""
+    """The drift or performance request that waits for labels.
+
+    {"reason", "change_start", "request", "deferred_on"}, and for a refit (a request already
+    honoured, waiting for more labels of the changed world) "refit_at_rows": how many it waits for.
+    """
     path = _pending_path(model)
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def defer_request(model: str, reason: str, change_start: dt.date, request: Mapping | None, day: dt.date) -> None:
+def defer_request(model: str, reason: str, change_start: dt.date, request: Mapping | None, day: dt.date,
+                  refit_at_rows: int | None = None) -> None:
     """Keep a request that cannot train yet; a newer request replaces it (it knows more)."""
-    _write(_pending_path(model), {"reason": reason, "change_start": change_start.isoformat(),
-                                  "request": dict(request or {}), "deferred_on": day.isoformat()})
+    content = {"reason": reason, "change_start": change_start.isoformat(), "request": dict(request or {}),
+               "deferred_on": day.isoformat()}
+    if refit_at_rows is not None:
+        content["refit_at_rows"] = refit_at_rows
+    _write(_pending_path(model), content)
+
+
+def pending_request_ready(config: ModelConfig, cutoff: dt.date) -> bool:
+    """Whether the waiting request (deferred, or a refit) has the labelled rows it waits for by `cutoff`."""
+    pending = pending_request(config.name)
+    if pending is None:
+        return False
+    needed = pending.get("refit_at_rows", config.training.change_point.min_labelled_rows)
+    return labelled_rows_since(config, dt.date.fromisoformat(pending["change_start"]), cutoff) >= needed
+
+
+def _schedule_refit(config: ModelConfig, reason: str, change: dt.date, request: Mapping | None,
+                    labelled: int, cutoff: dt.date) -> None:
+    """After honouring a request, wait for `refit_growth` times its labelled rows, while the window still
+    reaches back before the change."""
+    growth = config.training.change_point.refit_growth
+    window_start = cutoff - dt.timedelta(days=config.training.window_days - 1)
+    if growth is not None and change > window_start:
+        defer_request(config.name, reason, change, request, cutoff, refit_at_rows=math.ceil(labelled * growth))
 
 
 def clear_pending_request(model: str) -> None:
@@ -218,6 +246,9 @@ def plan_training(
       keeps the earlier change (the same change, seen again) and takes the newer reason.
     - Any later run that finds enough labels for the waiting request trains for it, under the
       request's trigger name; until then the other runs train as they would have.
+    - A request honoured waits again, as a refit, for `training.change_point.refit_growth` times
+      the labelled rows it trained on, while the window still reaches back before the change; a
+      new request with its own change point replaces a waiting refit.
     - A person may name `change_start` too; with too few labels after it the run fails, naming them.
     - Any other run trains as `should_train` says, on the remembered change point (if any).
 
@@ -242,17 +273,19 @@ def plan_training(
         labelled = labelled_rows_since(config, change, resolved)
         return labelled, f"{labelled} labelled rows from the change on {change} (labels known by {resolved})"
 
-    def honour(change: dt.date, why: str, **named) -> dict:
+    def honour(change: dt.date, why: str, labelled: int, asked: str, request: Mapping | None, **named) -> dict:
         clear_pending_request(config.name)
         remember_change_point(config.name, change)
+        _schedule_refit(config, asked, change, request, labelled, resolved)
         return plan(True, why, change, **named)
 
     request = trigger.get("request")
     if trigger["trigger"] in REQUESTED_TRIGGERS and request:
-        change = min(filter(None, (change_start_of(request), pending_change)))
+        refit = pending is not None and "refit_at_rows" in pending
+        change = change_start_of(request) if refit else min(filter(None, (change_start_of(request), pending_change)))
         labelled, sentence = counted(change)
         if labelled >= needed:
-            return honour(change, f"{trigger['trigger']}: {sentence}")
+            return honour(change, f"{trigger['trigger']}: {sentence}", labelled, trigger["trigger"], request)
         defer_request(config.name, trigger["trigger"], change, request, resolved)
         return plan(False, f"deferred: {sentence}; training for the changed world needs {needed} "
                            "(training.change_point.min_labelled_rows); it trains as soon as they have arrived", change)
@@ -267,10 +300,12 @@ def plan_training(
     waiting = ""
     if pending:
         labelled, sentence = counted(pending_change)
-        if labelled >= needed:
-            reason = (f"{pending['reason']} request deferred on {pending['deferred_on']} "
-                      f"(this run: {trigger['trigger']})")
-            return honour(pending_change, f"{pending['reason']}: {sentence}", name=pending["reason"], reason=reason)
-        waiting = f"; a {pending['reason']} request waits for labels ({sentence}, needs {needed})"
+        waits_for = pending.get("refit_at_rows", needed)
+        if labelled >= waits_for:
+            kind = "refit of the" if "refit_at_rows" in pending else "deferred"
+            reason = f"{pending['reason']} request ({kind} {pending['deferred_on']}; this run: {trigger['trigger']})"
+            return honour(pending_change, f"{pending['reason']}: {sentence}", labelled, pending["reason"],
+                          pending["request"], name=pending["reason"], reason=reason)
+        waiting = f"; a {pending['reason']} request waits for labels ({sentence}, needs {waits_for})"
     train, why = should_train(config, trigger["trigger"])
     return plan(train, why + waiting, remembered_change_point(config.name))

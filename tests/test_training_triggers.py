@@ -134,10 +134,42 @@ def test_a_request_whose_changed_world_has_too_few_labels_is_deferred_then_train
     assert still_early["train"] and still_early["trigger"] == "schedule", "other runs are not held up by it"
     assert "a drift request waits for labels (300 labelled rows" in still_early["why"]
     assert ready["train"] and ready["trigger"] == "drift" and ready["change_start"] == "2026-01-30"
-    assert "deferred on 2026-02-06" in ready["reason"]
-    assert training_triggers.pending_request(config.name) is None, "the request is consumed once it trains"
+    assert "deferred 2026-02-06" in ready["reason"]
+    assert training_triggers.pending_request(config.name)["refit_at_rows"] == 900, (
+        "once it trains, the request waits again as a refit, for twice the labelled rows it trained on")
     after = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 8))
     assert after["trigger"] == "schedule" and after["change_start"] == "2026-01-30", "the change point is remembered"
+
+
+def test_an_honoured_request_is_refit_as_the_changed_worlds_labels_grow_until_the_window_is_past_it(labelled_world):
+    config = labelled_world
+    change = dt.date(2026, 1, 30)
+    scheduled = describe_trigger("scheduled", {}, None)
+    training_triggers.plan_training(config, drift_request(change.isoformat()), cutoff=dt.date(2026, 2, 8))
+
+    not_yet = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 10))
+    ready = training_triggers.pending_request_ready(config, dt.date(2026, 2, 11))
+    refit = training_triggers.plan_training(config, scheduled, cutoff=dt.date(2026, 2, 11))
+
+    assert not_yet["trigger"] == "schedule" and "needs 900" in not_yet["why"]
+    assert ready and refit["train"] and refit["trigger"] == "drift" and refit["change_start"] == "2026-01-30"
+    assert "refit of the" in refit["reason"]
+    assert training_triggers.pending_request(config.name)["refit_at_rows"] == 1800
+    window_past_change = change + dt.timedelta(days=config.training.window_days - 1)
+    training_triggers.clear_pending_request(config.name)
+    training_triggers.plan_training(config, drift_request(change.isoformat()), cutoff=window_past_change)
+    assert training_triggers.pending_request(config.name) is None, "no refit once the window lies after the change"
+
+
+def test_a_new_request_replaces_a_waiting_refit_with_its_own_change(labelled_world):
+    config = labelled_world
+    training_triggers.plan_training(config, drift_request("2026-01-20"), cutoff=dt.date(2026, 2, 1))
+    assert "refit_at_rows" in training_triggers.pending_request(config.name)
+
+    newer = training_triggers.plan_training(config, drift_request("2026-02-03"), cutoff=dt.date(2026, 2, 5))
+
+    assert not newer["train"] and newer["change_start"] == "2026-02-03"
+    assert training_triggers.pending_request(config.name)["change_start"] == "2026-02-03"
 
 
 def test_a_persons_change_point_with_too_few_labels_fails_naming_them(labelled_world):

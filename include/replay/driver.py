@@ -22,6 +22,15 @@ be, so the driver promotes a blessed challenger directly (`deployment.check_cand
 approval`, or a gate verdict that asks for it) waits for the `approve` callback; without one it
 is never promoted, as an unanswered approval is a rejection.
 
+With a retraining `policy` (`include.replay.policies`), the loop retrains only as the policy
+says: the first model trains on `first_training_day` (the end of the first window), later ones on
+the policy's triggers, through the gate or (no gate) along the Level 0 path, promoted by force
+with the policy named as the reason. Only a policy that listens to requests is monitored. Without
+a policy it runs what the Level 1 DAGs run: every trigger, through the gate.
+
+A replay ingests each day once for all its policies (`include.replay.runner`); each policy's loop
+then takes the day's partitions from that shared store (`data_from`) instead of ingesting again.
+
 Every write goes to the stores the environment points at (`MLOPS_STATE_DIR`,
 `MLFLOW_TRACKING_URI`): give the driver a throw-away state, never the live stack's.
 """
@@ -35,11 +44,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from include import batch_prediction, deployment, ingestion, monitoring, training_triggers
+from include import batch_prediction, deployment, ingestion, monitoring, storage, training_triggers
 from include import continuous_training as ct
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from include.config import ModelConfig
+    from include.replay.policies import RetrainingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +84,18 @@ class ClosedLoop:
     Args:
         config: the model config (its source delivers the days).
         approve: asked for each promotion that needs a person's approval; None approves nothing.
+        policy: when it retrains (None: every trigger of the Level 1 DAGs).
+        first_training_day: with a policy, the day the first model trains (None: the day a
+            policy's own trigger first trains one).
+        data_from: a data folder (`settings.data_dir()` layout) already holding the days'
+            ingested partitions; each day's are linked from there instead of ingesting again.
     """
 
     config: ModelConfig
     approve: Callable[[str, dict], bool] | None = None
+    policy: RetrainingPolicy | None = None
+    first_training_day: dt.date | None = None
+    data_from: Path | None = None
     days: list[DayOutcome] = field(default_factory=list)
 
     def run(self, first: dt.date, last: dt.date) -> list[DayOutcome]:
@@ -90,9 +110,13 @@ class ClosedLoop:
     def step(self, day: dt.date) -> DayOutcome:
         """One data day of the loop."""
         outcome = DayOutcome(day)
-        self._ingest(day, outcome)
+        if self.data_from is None:
+            self._ingest(day, outcome)
+        else:
+            self._take_ingested(day, outcome)
         self._score(day, outcome)
-        self._monitor(day, outcome)
+        if self.policy is None or self.policy.listens_to_requests:
+            self._monitor(day, outcome)
         started = time.process_time()
         for trigger in self._triggers(day, outcome):
             if self._train(day, trigger, outcome):
@@ -116,6 +140,20 @@ class ClosedLoop:
             outcome.curated = True
         ingestion.land_labels(self.config, day)
 
+    def _take_ingested(self, day: dt.date, outcome: DayOutcome) -> None:
+        """Link the day's landing, curated, quarantine and labels partitions from `data_from`."""
+        name = self.config.name
+        partition = storage.day_partition(day)
+        for store in ("landing", "curated", "quarantine", "labels"):
+            shared = self.data_from / name / store / partition
+            own = storage.model_root(name) / store / partition
+            if shared.exists() and not own.exists():
+                own.parent.mkdir(parents=True, exist_ok=True)
+                own.symlink_to(shared, target_is_directory=True)
+        outcome.curated = storage.curated_path(name, day).exists()
+        if not outcome.curated and storage.quarantined_batches(name, day):
+            outcome.quarantined = "quarantined by ingestion"
+
     def _score(self, day: dt.date, outcome: DayOutcome) -> None:
         try:
             outcome.scored_by = batch_prediction.score_day(self.config, day)["model_version"]
@@ -136,6 +174,8 @@ class ClosedLoop:
 
     def _triggers(self, day: dt.date, outcome: DayOutcome) -> list[dict]:
         """The day's training runs, as the DAG would name their triggers, in the order they are tried."""
+        if self.policy is not None:
+            return self._policy_triggers(day, outcome)
         name = self.config.name
         triggers = []
         if outcome.request is not None:
@@ -146,6 +186,31 @@ class ClosedLoop:
         if outcome.curated:
             triggers.append(training_triggers.describe_trigger(
                 "asset_triggered", {f"{name}__curated_batch": [{"day": day.isoformat()}]}, None))
+        return triggers
+
+    def _policy_triggers(self, day: dt.date, outcome: DayOutcome) -> list[dict]:
+        """The policy's runs of the day: the first window's training until a model serves, then its triggers."""
+        policy, name = self.policy, self.config.name
+        if _champion(self.config) is None:
+            if self.first_training_day is None or day < self.first_training_day:
+                return []
+            return [{"trigger": "on_demand", "reason": f"{policy.name}: the first window", "request": None}]
+        triggers = []
+        if policy.listens_to_requests:
+            if outcome.request:
+                triggers.append(training_triggers.describe_trigger(
+                    "asset_triggered", {f"{name}__retrain_request": [outcome.request]}, None))
+            elif training_triggers.pending_request_ready(self.config, day):
+                pending = training_triggers.pending_request(name)
+                triggers.append({"trigger": pending["reason"], "request": None,
+                                 "reason": f"{pending['reason']} request waiting since {pending['deferred_on']}"})
+        if "schedule" in policy.retrain_on and schedule_fires_on(self.config.training.schedule, day):
+            triggers.append(training_triggers.describe_trigger("scheduled", {}, None))
+        if "new_data" in policy.retrain_on and outcome.curated:
+            triggers.append(training_triggers.describe_trigger(
+                "asset_triggered", {f"{name}__curated_batch": [{"day": day.isoformat()}]}, None))
+        if "every_day" in policy.retrain_on:
+            triggers.append({"trigger": "schedule", "reason": f"{policy.name}: daily retraining", "request": None})
         return triggers
 
     def _train(self, day: dt.date, trigger: dict, outcome: DayOutcome) -> bool:
@@ -172,6 +237,9 @@ class ClosedLoop:
             outcome.training.update(trained=False, why=str(exc))
             return False
         trained = ct.train(config, run_ctx, assembled["training_set_uri"])
+        if self.policy is not None and not self.policy.gate:
+            self._deliver_ungated(day, assembled, trained, run_ctx, outcome)
+            return True
         evaluated = ct.evaluate(config, run_ctx, assembled["training_set_uri"], trained["mlflow_run_id"])
         registered = ct.register(config, run_ctx, trained["mlflow_run_id"])
         training_triggers.record_training(config.name, day, run_ctx.run_id)
@@ -180,6 +248,21 @@ class ClosedLoop:
         if registered["alias_set"]:
             outcome.promoted = self._deliver(day, registered["version"], run_ctx.run_id, evaluated)
         return True
+
+    def _deliver_ungated(self, day: dt.date, assembled: dict, trained: dict, run_ctx: ct.RunContext,
+                         outcome: DayOutcome) -> None:
+        """The Level 0 path: evaluate and register without a gate, then promote by force, naming the policy."""
+        config = self.config
+        ct.evaluate_without_gate(config, run_ctx, assembled["training_set_uri"], trained["mlflow_run_id"])
+        registered = ct.register_without_gate(config, run_ctx, trained["mlflow_run_id"])
+        training_triggers.record_training(config.name, day, run_ctx.run_id)
+        version = registered["version"]
+        outcome.training.update(version=version, passed=None, reasons=[ct.LEVEL0_GATE_SUMMARY],
+                                holdout_rows=assembled["splits"]["holdout"])
+        deployment.check_candidate(config, version, force=True, requested_by=RUN_PREFIX,
+                                   reason=f"replay policy {self.policy.name}: {self.policy.description}")
+        deployment.promote(config, version, run_ctx.run_id, effective_day=day + dt.timedelta(days=1))
+        outcome.promoted = version
 
     def _deliver(self, day: dt.date, version: str, run_id: str, evaluated: dict) -> str | None:
         """Promote a blessed challenger from the next day on, asking `approve` when a person must."""
