@@ -116,9 +116,15 @@ def read_curated(model: str, first_day: dt.date, last_day: dt.date) -> pd.DataFr
     return _read_partitions([curated_path(model, day) for day in days])
 
 
-def read_labels_arrived_by(model: str, cutoff: dt.date) -> pd.DataFrame:
-    """Every label that had arrived by the end of `cutoff` (point-in-time correct for training)."""
-    days = [day for day in label_days(model) if day <= cutoff]
+def read_labels_arrived_by(model: str, cutoff: dt.date, since: dt.date | None = None) -> pd.DataFrame:
+    """Every label that had arrived by the end of `cutoff` (point-in-time correct for training).
+
+    Args:
+        since: read only the labels that arrived on or after this day. A label arrives after its
+            event, so the labels of the events from `since` on are all there, and a training
+            window reads its own days instead of every label since the model's first day.
+    """
+    days = [day for day in label_days(model) if (since is None or since <= day) and day <= cutoff]
     return _read_partitions([labels_path(model, day) for day in days])
 
 

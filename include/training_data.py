@@ -65,7 +65,7 @@ def assemble_training_set(config: ModelConfig, cutoff: dt.date, window_days: int
     known_by = end_of_day(cutoff)
 
     curated = storage.read_curated(config.name, first_day, cutoff)
-    labels = storage.read_labels_arrived_by(config.name, cutoff)
+    labels = storage.read_labels_arrived_by(config.name, cutoff, since=first_day)
     if curated.empty or labels.empty:
         return _empty_training_set(config)
     _require_columns(curated, [entity, timestamp, *feature_columns(config)], "curated store")

@@ -72,6 +72,8 @@ class DayOutcome:
     promoted: str | None = None
     champion: str | None = None
     train_cpu_seconds: float = 0.0
+    """CPU time (this process, all threads) of the run that trained: its planning, training,
+    evaluation, registration and promotion. Runs that decided not to train are not counted."""
 
     def to_dict(self) -> dict:
         return {**asdict(self), "day": self.day.isoformat()}
@@ -117,11 +119,11 @@ class ClosedLoop:
         self._score(day, outcome)
         if self.policy is None or self.policy.listens_to_requests:
             self._monitor(day, outcome)
-        started = time.process_time()
         for trigger in self._triggers(day, outcome):
+            started = time.process_time()
             if self._train(day, trigger, outcome):
+                outcome.train_cpu_seconds = time.process_time() - started
                 break
-        outcome.train_cpu_seconds = time.process_time() - started
         outcome.champion = _champion(self.config)
         self.days.append(outcome)
         log.info("%s %s: %s", self.config.name, day, _one_line(outcome))
