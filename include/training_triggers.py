@@ -181,32 +181,44 @@ def pending_request(model: str) -> dict | None:
 
 
 def defer_request(model: str, reason: str, change_start: dt.date, request: Mapping | None, day: dt.date,
-                  refit_at_rows: int | None = None) -> None:
-    """Keep a request that cannot train yet; a newer request replaces it (it knows more)."""
+                  refit: tuple[int, dt.date] | None = None) -> None:
+    """Keep a request that cannot train yet; a newer request replaces it (it knows more).
+
+    `refit`: (rows, day) for a request already honoured: it trains again once `rows` labelled rows
+    exist from the change on, or on `day` (when the training window lies wholly after the change).
+    """
     content = {"reason": reason, "change_start": change_start.isoformat(), "request": dict(request or {}),
                "deferred_on": day.isoformat()}
-    if refit_at_rows is not None:
-        content["refit_at_rows"] = refit_at_rows
+    if refit is not None:
+        content["refit_at_rows"], content["refit_by"] = refit[0], refit[1].isoformat()
     _write(_pending_path(model), content)
 
 
+def _is_due(config: ModelConfig, pending: Mapping, labelled: int, cutoff: dt.date) -> bool:
+    """Whether a waiting request trains now: its labelled rows are there, or a refit's last day has come."""
+    if "refit_at_rows" in pending:
+        return labelled >= pending["refit_at_rows"] or cutoff >= dt.date.fromisoformat(pending["refit_by"])
+    return labelled >= config.training.change_point.min_labelled_rows
+
+
 def pending_request_ready(config: ModelConfig, cutoff: dt.date) -> bool:
-    """Whether the waiting request (deferred, or a refit) has the labelled rows it waits for by `cutoff`."""
+    """Whether the waiting request (deferred, or a refit) trains at `cutoff` (see `plan_training`)."""
     pending = pending_request(config.name)
     if pending is None:
         return False
-    needed = pending.get("refit_at_rows", config.training.change_point.min_labelled_rows)
-    return labelled_rows_since(config, dt.date.fromisoformat(pending["change_start"]), cutoff) >= needed
+    return _is_due(config, pending, labelled_rows_since(config, dt.date.fromisoformat(pending["change_start"]),
+                                                        cutoff), cutoff)
 
 
 def _schedule_refit(config: ModelConfig, reason: str, change: dt.date, request: Mapping | None,
                     labelled: int, cutoff: dt.date) -> None:
-    """After honouring a request, wait for `refit_growth` times its labelled rows, while the window still
-    reaches back before the change."""
+    """After honouring a request, wait for `refit_growth` times its labelled rows, or for the first day the
+    training window lies wholly after the change, whichever comes first; none once it does."""
     growth = config.training.change_point.refit_growth
-    window_start = cutoff - dt.timedelta(days=config.training.window_days - 1)
-    if growth is not None and change > window_start:
-        defer_request(config.name, reason, change, request, cutoff, refit_at_rows=math.ceil(labelled * growth))
+    window_days = config.training.window_days
+    if growth is not None and change > cutoff - dt.timedelta(days=window_days - 1):
+        defer_request(config.name, reason, change, request, cutoff,
+                      refit=(math.ceil(labelled * growth), change + dt.timedelta(days=window_days - 1)))
 
 
 def clear_pending_request(model: str) -> None:
@@ -247,8 +259,9 @@ def plan_training(
     - Any later run that finds enough labels for the waiting request trains for it, under the
       request's trigger name; until then the other runs train as they would have.
     - A request honoured waits again, as a refit, for `training.change_point.refit_growth` times
-      the labelled rows it trained on, while the window still reaches back before the change; a
-      new request with its own change point replaces a waiting refit.
+      the labelled rows it trained on, or for the first day the window lies wholly after the
+      change, whichever comes first; a new request with its own change point replaces a waiting
+      refit.
     - A person may name `change_start` too; with too few labels after it the run fails, naming them.
     - Any other run trains as `should_train` says, on the remembered change point (if any).
 
@@ -301,7 +314,7 @@ def plan_training(
     if pending:
         labelled, sentence = counted(pending_change)
         waits_for = pending.get("refit_at_rows", needed)
-        if labelled >= waits_for:
+        if _is_due(config, pending, labelled, resolved):
             kind = "refit of the" if "refit_at_rows" in pending else "deferred"
             reason = f"{pending['reason']} request ({kind} {pending['deferred_on']}; this run: {trigger['trigger']})"
             return honour(pending_change, f"{pending['reason']}: {sentence}", labelled, pending["reason"],

@@ -133,6 +133,7 @@ def test_a_policy_that_falls_behind_recovers_only_once_level_for_seven_days(summ
     assert crisis["triggered"]["recovered_on"] == "2026-03-21"
     assert crisis["level0"] == {
         "first_request": None,
+        "first_request_reason": None,
         "fell_behind_on": "2026-03-11",
         "recovered_on": None,
         "mean_metric": 0.70,
@@ -166,6 +167,7 @@ def test_a_recovery_whose_seven_days_run_past_the_period_does_not_count():
 
 def test_first_request_is_the_first_after_the_onset_and_before_the_next_scenario(summary):
     assert summary["scenarios"]["crisis"]["triggered"]["first_request"] == "2026-03-13"  # not 03-09's
+    assert summary["scenarios"]["crisis"]["triggered"]["first_request_reason"] == "drift"
     assert summary["scenarios"]["defaults"]["triggered"]["first_request"] == "2026-04-03"
     days = build_days()
     days.loc[(days["policy"] == "triggered") & (days["day"] == day(12)), "request"] = ""
@@ -262,7 +264,7 @@ def test_the_report_lists_the_run_the_policies_and_each_scenario_outcome(summary
     crisis = next(line for line in lines if line.startswith("| crisis (concept_drift) |"))
     assert crisis == (
         "| crisis (concept_drift) | 2026-03-11 | — / not recovered (behind from 2026-03-11) "
-        "| 2026-03-13 / 2026-03-21 (behind from 2026-03-11) | — / never fell behind |"
+        "| 2026-03-13 (drift) / 2026-03-21 (behind from 2026-03-11) | — / never fell behind |"
     )
     assert "stable_start, next_year" in report
     assert "## How to read this" in report

@@ -156,8 +156,10 @@ def test_an_honoured_request_is_refit_as_the_changed_worlds_labels_grow_until_th
     assert "refit of the" in refit["reason"]
     assert training_triggers.pending_request(config.name)["refit_at_rows"] == 1800
     window_past_change = change + dt.timedelta(days=config.training.window_days - 1)
-    training_triggers.clear_pending_request(config.name)
-    training_triggers.plan_training(config, drift_request(change.isoformat()), cutoff=window_past_change)
+    assert training_triggers.pending_request(config.name)["refit_by"] == window_past_change.isoformat()
+    last = training_triggers.plan_training(config, scheduled, cutoff=window_past_change)
+    assert last["train"] and last["trigger"] == "drift", (
+        "the last refit comes on the first day the window lies wholly after the change, labels or not")
     assert training_triggers.pending_request(config.name) is None, "no refit once the window lies after the change"
 
 

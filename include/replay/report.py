@@ -56,7 +56,7 @@ def summarize(
 
     Returns:
         {"metric", "greater_is_better", "first_scored_day", "policies": {name: {...}},
-         "scenarios": {name: {"kind", "onset", "end", <policy>: {"first_request",
+         "scenarios": {name: {"kind", "onset", "end", <policy>: {"first_request", "first_request_reason",
          "fell_behind_on", "recovered_on", "mean_metric"}}} or None, "scenarios_note",
          "reference", "tolerance"}. Dates are ISO strings, metrics rounded to 4 decimals.
 
@@ -309,8 +309,11 @@ def _scenario_summaries(
                 worse_by = period[reference] - period[name] if greater_is_better else period[name] - period[reference]
                 worse_by = worse_by.round(9)  # 0.80 - 0.78 is level at a tolerance of 0.02, not 2e-17 behind
                 fell_behind_on, recovered_on = _fell_behind_and_recovered(worse_by, tolerance)
+            first = requested.min() if len(requested) else None
             entry[name] = {
-                "first_request": _iso(requested.min()) if len(requested) else None,
+                "first_request": _iso(first),
+                "first_request_reason": None if first is None else str(in_period.loc[in_period["day"] == first,
+                                                                                     "request"].iloc[0]),
                 "fell_behind_on": _iso(fell_behind_on),
                 "recovered_on": _iso(recovered_on),
                 "mean_metric": _rounded(rows.loc[rows["day"].between(onset, metric_end), "realized_metric"].mean()),
@@ -382,7 +385,9 @@ def _scenario_table(summary: dict) -> list[str]:
         cells = [f"{scenario_name} ({entry['kind']})", entry["onset"]]
         for name in names:
             outcome = entry[name]
-            cells.append(f"{outcome['first_request'] or NONE} / {_recovery(outcome, entry['onset'])}")
+            requested = f"{outcome['first_request']} ({outcome['first_request_reason']})" if outcome["first_request"] \
+                else NONE
+            cells.append(f"{requested} / {_recovery(outcome, entry['onset'])}")
         rows.append(cells)
     return _markdown_table(columns, rows)
 
