@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=30, help="days replayed after the first training window")
     parser.add_argument("--policies", default=None, help="comma-separated (default: every policy the config offers)")
     parser.add_argument("--jobs", type=int, default=None, help="processes at once (default: the CPU count)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary state folder with the report")
     return parser.parse_args()
 
 
@@ -62,7 +64,8 @@ def bare_fit_seconds(config, first_day: dt.date) -> tuple[float, int]:
 
 def main() -> int:
     args = parse_args()
-    os.environ.setdefault("MLOPS_STATE_DIR", tempfile.mkdtemp(prefix="bench-replay-"))
+    state = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    os.environ["MLOPS_STATE_DIR"] = str(state)
     from include.replay.runner import model_config, replay
 
     config = model_config(args.model)
@@ -85,7 +88,10 @@ def main() -> int:
     print(f"  ratio                    {per_day / fit_seconds:8.1f} bare fits per replayed day")
     for name, kept in done.summary["policies"].items():
         print(f"  {name:<12} {kept['retrains']:4d} retrains  {kept['train_cpu_seconds']:8.1f} training CPU s")
-    print(f"  report: {done.folder / 'report.md'}")
+    if args.keep:
+        print(f"  report: {done.folder / 'report.md'}")
+    else:
+        shutil.rmtree(state)
     return 0
 
 

@@ -132,6 +132,19 @@ def read_batch(path: str | Path, schema: Schema) -> pd.DataFrame:
     return frame
 
 
+def delivered_days(source: FilesSource) -> list[dt.date]:
+    """The days a `files` source has a feature file for, oldest first (names that are no day are ignored)."""
+    folder = source.path if source.path.is_absolute() else settings.PROJECT_ROOT / source.path
+    prefix, suffix = source.pattern.split("{day}")
+    days = []
+    for path in folder.glob(source.pattern.replace("{day}", "*")):
+        try:
+            days.append(dt.date.fromisoformat(path.name.removeprefix(prefix).removesuffix(suffix)))
+        except ValueError:
+            continue
+    return sorted(days)
+
+
 def _day_file(folder: Path, pattern: str, day: dt.date) -> Path:
     folder = folder if folder.is_absolute() else settings.PROJECT_ROOT / folder
     return folder / pattern.replace("{day}", day.isoformat())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -246,6 +246,9 @@ def test_a_files_source_replays_the_same_and_says_it_has_no_ground_truth(tmp_pat
                                  "start_date": first.isoformat()})
     monkeypatch.setenv("MLOPS_MODELS_DIR", str(models))
     monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
     done = replay("credit_default", policies="level0", jobs=1)
 
@@ -255,5 +258,4 @@ def test_a_files_source_replays_the_same_and_says_it_has_no_ground_truth(tmp_pat
     rows = rows_of(done.days, "level0")
     assert rows["day"].iloc[-1] == (first + dt.timedelta(days=WINDOW_DAYS + 5)).isoformat()
     assert rows["realized_metric"].notna().all(), "the labels arriving after the last day are landed too"
-    assert not list(tmp_path.glob("replay-*")) and not (done.folder / "state").exists()
-    shutil.rmtree(tmp_path / "state")
+    assert list(scratch.iterdir()) == [] and not (done.folder / "state").exists(), "the throw-away state is removed"

@@ -13,10 +13,10 @@ def parser() -> argparse.ArgumentParser:
     described = "\n".join(f"  {policy.name:<10} {policy.description}" for policy in BUILT_IN.values())
     found = argparse.ArgumentParser(
         prog="python -m include.replay",
-        description="Replay a model's data day by day under several retraining policies, each in its own "
-                    "throw-away state, and measure what each buys: the realized primary metric of the model "
-                    "serving each day, and the CPU seconds spent training. Writes days.csv, summary.json, "
-                    "replay.png and report.md under state/replay/<model>/<timestamp>/.",
+        description="Replay a model's data day by day under several retraining policies, each in its own\n"
+                    "throw-away state, and measure what each buys: the realized primary metric of the model\n"
+                    "serving each day, and the CPU seconds spent training. Writes days.csv, summary.json,\n"
+                    "replay.png and report.md under state/replay/<model>/<timestamp>/ (and .../latest).",
         epilog=f"built-in policies:\n{described}\n  (and any under replay.policies in the model's config)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

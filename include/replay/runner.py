@@ -103,21 +103,15 @@ def model_config(model: str) -> ModelConfig:
 
 def source_days(config: ModelConfig) -> tuple[dt.date, dt.date]:
     """The first and last day the model's source delivers (a `files` source: its newest day's file)."""
+    from include import sources
+
     source = config.source
-    if not isinstance(source, FilesSource):
+    if not isinstance(source, FilesSource) or source.end_date is not None:
         return source.start_date, source.end_date
-    if source.end_date is not None:
-        return source.start_date, source.end_date
-    prefix, suffix = source.pattern.split("{day}")
-    days = []
-    for path in Path(source.path).glob(source.pattern.replace("{day}", "*")):
-        try:
-            days.append(dt.date.fromisoformat(path.name.removeprefix(prefix).removesuffix(suffix)))
-        except ValueError:
-            continue
-    if not days:
+    delivered = sources.delivered_days(source)
+    if not delivered:
         raise ReplayError(f"{config.name}: no file matching {source.pattern!r} in {source.path}")
-    return source.start_date, max(days)
+    return source.start_date, delivered[-1]
 
 
 def parse_day(value: str | dt.date | None, key: str) -> dt.date | None:
@@ -215,6 +209,10 @@ def replay(
     config_path = settings.models_dir() / f"{config.name}.yaml"
     try:
         frames = _run(config_path, config, chosen, start, end, first_training, work, jobs)
+    except BaseException:
+        if not keep_state:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         if not keep_state:
             shutil.rmtree(work, ignore_errors=True)
