@@ -180,7 +180,12 @@ def write_report(summary: dict, path: Path, header: dict[str, Any]) -> Path:
     model = _model_name(header)
     lines = [f"# Replay{' of ' + model if model else ''}: what each retraining policy buys", ""]
     lines += [f"- **{label}**: {value}" for label, value in header.items()]
-    lines += ["", "## Policies", "", *_policy_table(summary), "", "## Scenarios", ""]
+    lines += ["", "## Policies", "", *_policy_table(summary), ""]
+    never = [name for name, entry in summary["policies"].items() if not entry["days_scored"]]
+    if never:
+        lines += [f"Never served a scored day: {', '.join(f'`{name}`' for name in never)}. Every training, the "
+                  "first model's included, was refused or failed (see `retrain_why` and `gate` in days.csv).", ""]
+    lines += ["## Scenarios", ""]
     if summary["scenarios"] is not None:
         lines += [*_scenario_table(summary), ""]
         listening = [name for name, entry in summary["policies"].items() if entry["listens_to_requests"]]

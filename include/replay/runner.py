@@ -424,7 +424,8 @@ def realized_days(config: ModelConfig, frames: dict[str, list[pd.DataFrame]],
             daily.append(_metric(config, [known]))
             pooled.append(_metric(config, list(days["joined"].iloc[max(0, index - POOLED_DAYS + 1):index + 1])))
         days = days.drop(columns="joined").assign(rows_scored=scored, labelled_rows=labelled,
-                                                    realized_metric=daily, realized_metric_7d=pooled)
+                                                    realized_metric=pd.array(daily, dtype="Float64").astype(float),
+                                                    realized_metric_7d=pd.array(pooled, dtype="Float64").astype(float))
         days["day"] = [day.isoformat() for day in days["day"]]
         out.append(days)
     columns = ["policy", "day", "curated", "served_by", "rows_scored", "labelled_rows", "realized_metric",
