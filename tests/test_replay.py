@@ -144,7 +144,8 @@ def test_the_replay_runs_the_library_steps_the_dags_run(short_replay):
     assert len(list(curated.glob("day=*/batch.parquet"))) == (END - START).days + 1
     linked = state / "triggered" / "data" / "credit_default" / "curated" / f"day={END}"
     assert linked.is_symlink() and linked.resolve() == (curated / f"day={END}").resolve()
-    client = mlflow.MlflowClient(f"sqlite:///{state / 'every_day' / 'mlflow' / 'mlflow.db'}")
+    store = f"sqlite:///{state / 'every_day' / 'mlflow' / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     runs = client.search_runs([client.get_experiment_by_name("credit_default").experiment_id])
     assert {run.data.tags.get("airflow_dag_id") for run in runs} == {"credit_default__continuous_training"}
     versions = client.search_model_versions("name = 'credit_default'")
