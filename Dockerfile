@@ -22,7 +22,7 @@ COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/
 
 # The DAGs and the prediction service import the `include` package from /opt/airflow. The commit is
-# recorded on every MLflow run (include/continuous_training.py current_git_commit); CI passes it.
+# recorded on every MLflow run (include/training/continuous_training.py current_git_commit); CI passes it.
 ARG GIT_COMMIT=unknown
 ENV PYTHONPATH=/opt/airflow \
     MLOPS_GIT_COMMIT=${GIT_COMMIT} \

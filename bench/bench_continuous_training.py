@@ -95,8 +95,9 @@ def write_world(config, rows: int, window_days: int) -> tuple[object, dt.date]:
     Returns:
         The config with the needed rows per day, and the cutoff (last day of the window).
     """
-    from include import data_world, storage
-    from include.training_data import LABEL_TIMESTAMP
+    from include.core import storage
+    from include.demo import data_world
+    from include.training.training_data import LABEL_TIMESTAMP
 
     delay = config.target.label_delay_days
     labelled_days = window_days - delay
@@ -129,7 +130,7 @@ def bare_fit_and_evaluate(config, cutoff: dt.date, window_days: int) -> dict:
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from include import settings
+    from include.core import settings
 
     root = settings.data_dir() / config.name
     first_day = cutoff - dt.timedelta(days=window_days - 1)
@@ -182,7 +183,7 @@ def bare_fit_and_evaluate(config, cutoff: dt.date, window_days: int) -> dict:
 
 
 def continuous_training_steps(config, cutoff: dt.date, window_days: int, results: dict) -> dict:
-    from include import continuous_training as ct
+    from include.training import continuous_training as ct
 
     ctx = ct.RunContext(dag_id=f"{config.name}__continuous_training", run_id="bench__1", trigger="manual")
     with measured(results, "assemble"):
@@ -218,8 +219,9 @@ def main() -> None:
     import skops.io  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    from include import continuous_training, registry  # noqa: F401
-    from include.config import load_model_config
+    from include.core import registry
+    from include.core.config import load_model_config
+    from include.training import continuous_training  # noqa: F401
 
     registry.ensure_experiment("warm_up")  # creates the MLflow database: once per deployment
     print(f"imports and MLflow database setup (not timed below): {time.perf_counter() - started:.1f}s")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+sys.path[:0] = [str(ROOT), str(ROOT / "dags")]  # as the DAG processor: the bundle folder is on sys.path
 
 TRIVIAL_DAG = '''
 import pendulum

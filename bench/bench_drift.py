@@ -11,7 +11,7 @@ and prints each one's best-of-3 wall and CPU times, its peak of traced memory (n
 allocations, excluding the window itself), and its CPU-time ratio to the floor. Then it times Evidently's
 `DataDriftPreset` report on the bounded samples the sensor gives it.
 
-Last, the whole check the drift sensor runs (`include.monitoring.run_check`) on a daily window of
+Last, the whole check the drift sensor runs (`include.monitoring.monitoring.run_check`) on a daily window of
 1M rows: read the curated batch and the champion's batch predictions, `detect_drift`, realized
 performance on 1M scored rows joined with their 1M arrived labels, both Evidently reports, the
 MLflow run (SQLite store) and the history row. It runs in a fresh process per measurement, whose
@@ -43,9 +43,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from include import data_world  # noqa: E402
-from include.config import ModelConfig, get_model_config  # noqa: E402
-from include.drift import (  # noqa: E402
+from include.core.config import ModelConfig, get_model_config  # noqa: E402
+from include.demo import data_world  # noqa: E402
+from include.monitoring.drift import (  # noqa: E402
     REPORT_SAMPLE_ROWS,
     ReferenceProfile,
     build_reference_profile,
@@ -158,9 +158,10 @@ def prepare_whole_check(state: Path) -> dt.date:
         "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
     })
     (state / "mlflow").mkdir(parents=True, exist_ok=True)
-    from include import batch_prediction, registry, storage
-    from include import continuous_training as ct
-    from include.training_data import LABEL_TIMESTAMP
+    from include.core import registry, storage
+    from include.delivery import batch_prediction
+    from include.training import continuous_training as ct
+    from include.training.training_data import LABEL_TIMESTAMP
 
     config = get_model_config("credit_default")
     start = config.source.start_date
@@ -194,8 +195,8 @@ def prepare_whole_check(state: Path) -> dt.date:
 CHECK_PROBE = """
 import datetime as dt, json, resource, sys, time
 started = time.perf_counter()
-from include import monitoring
-from include.config import get_model_config
+from include.monitoring import monitoring
+from include.core.config import get_model_config
 config = get_model_config("credit_default")
 check_started = time.perf_counter()
 result = monitoring.run_check(config, dt.date.fromisoformat(sys.argv[1]))
@@ -212,7 +213,7 @@ def whole_check() -> None:
         state = Path(folder)
         setup = time.perf_counter()
         day = prepare_whole_check(state)
-        print(f"\nwhole check (include.monitoring.run_check) on {WHOLE_CHECK_ROWS:,} rows "
+        print(f"\nwhole check (include.monitoring.monitoring.run_check) on {WHOLE_CHECK_ROWS:,} rows "
               f"(setup {time.perf_counter() - setup:.0f} s)")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
         for what in ("first check (builds the reference profile)", "re-check (profile saved)"):

@@ -43,7 +43,8 @@ def bare_fit_seconds(config, first_day: dt.date) -> tuple[float, int]:
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from include import data_world, training
+    from include.demo import data_world
+    from include.training import training
 
     window = [first_day + dt.timedelta(days=n) for n in range(config.training.window_days)]
     features = pd.concat([data_world.feature_batch(config, day) for day in window], ignore_index=True)

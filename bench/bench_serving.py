@@ -6,7 +6,7 @@
 In a private temporary state folder it trains a tiny scikit-learn pipeline on the demo schema,
 registers it as `credit_default` version 1 with the alias `champion`, then for each batch size:
 
-  (a) our service: `uvicorn include.serving:app` (validation, scoring, prediction log),
+  (a) our service: `uvicorn include.delivery.serving:app` (validation, scoring, prediction log),
   (b) `mlflow models serve -m models:/credit_default@champion --env-manager local`,
   (c) the same model's pyfunc `predict` in this process, on a DataFrame built from the records,
 
@@ -50,7 +50,7 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from include.config import ModelConfig, load_model_config  # noqa: E402
+from include.core.config import ModelConfig, load_model_config  # noqa: E402
 
 MODEL = "credit_default"
 DEMO_CONFIG = PROJECT_ROOT / "include" / "models" / f"{MODEL}.yaml"
@@ -345,7 +345,8 @@ def main() -> None:
         figures: list[Figures] = []
         with ExitStack() as stack:
             ours = stack.enter_context(server(
-                [str(VENV_BIN / "uvicorn"), "include.serving:app", "--host", "127.0.0.1", "--port", str(ours_port)],
+                [str(VENV_BIN / "uvicorn"), "include.delivery.serving:app", "--host", "127.0.0.1",
+                 "--port", str(ours_port)],
                 f"http://127.0.0.1:{ours_port}/health",
                 lambda r: r.status_code == 200 and r.json()["models"][MODEL]["ready"],
                 state / "ours.log",
@@ -418,7 +419,7 @@ def report(rows: int, figures: list[Figures]) -> None:
 
 
 def logged_predictions(config: ModelConfig) -> int:
-    from include.prediction_log import read_prediction_log
+    from include.delivery.prediction_log import read_prediction_log
 
     today = dt.datetime.now(dt.UTC).date()
     return len(read_prediction_log(config.name, today - dt.timedelta(days=1), today))

@@ -1,6 +1,6 @@
 """`<model>__batch_prediction` (Level 1): score every curated batch with the champion of its day.
 
-One DAG per model config in `include/models/`. The task body calls `include.batch_prediction`;
+One DAG per model config in `include/models/`. The task body calls `include.delivery.batch_prediction`;
 heavy libraries load inside the task, never when this file is parsed.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
-from model_dags import (
+from mlops_dags.model_dags import (
     configs_for_stage,
     curated_batch_asset,
     dag_id,
@@ -62,7 +62,7 @@ def build(config):
         @task
         def score_curated_batch(**context) -> list[dict]:
             """Score the day's curated batch with the version that served it; store the predictions with the version."""
-            from include import batch_prediction as bp
+            from include.delivery import batch_prediction as bp
 
             days = event_days(context) or [interval_day(context)]
             scored, skipped = [], []

@@ -7,7 +7,7 @@ and in `airflow dags list-import-errors`, naming the file, the key, the value an
 
 from __future__ import annotations
 
-from include.config import discover_model_configs
+from include.core.config import discover_model_configs
 
 broken = discover_model_configs().errors
 if broken:

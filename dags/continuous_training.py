@@ -1,6 +1,6 @@
 """`<model>__continuous_training` (Level 1): retrain, judge against `@champion`, register, hand over.
 
-One DAG per model config in `include/models/`. The task bodies call `include.continuous_training`;
+One DAG per model config in `include/models/`. The task bodies call `include.training.continuous_training`;
 heavy libraries load inside the tasks, never when this file is parsed.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from model_dags import (
+from mlops_dags.model_dags import (
     challenger_asset,
     configs_for_stage,
     curated_batch_asset,
@@ -28,7 +28,7 @@ AUTOMATIC_TRIGGERS = ("schedule", "new_data")
 
 
 def trigger_is_automatic(context) -> bool:
-    from include.training_triggers import run_type_name
+    from include.training.training_triggers import run_type_name
 
     return run_type_name(context["dag_run"].run_type) in ("scheduled", "asset_triggered") and not any(
         name.endswith("__retrain_request")
@@ -104,8 +104,8 @@ def build(config):
         @task(retries=0)
         def plan_run(**context) -> dict:
             """Validate the conf, name the trigger, and skip a new-data run that should wait."""
-            from include import continuous_training as ct
-            from include import training_triggers
+            from include.training import continuous_training as ct
+            from include.training import training_triggers
 
             dag_run, params = context["dag_run"], context["params"]
             try:
@@ -145,7 +145,7 @@ def build(config):
         @task
         def assemble_training_set(plan: dict) -> dict:
             """Point-in-time correct training set, split by time; written as Parquet."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             try:
                 return ct.assemble(config, plan["run_ctx"], plan["cutoff"], plan["window_days"], plan["change_start"])
@@ -157,7 +157,7 @@ def build(config):
         @task(retries=0)
         def validate_training_set(plan: dict, assembled: dict) -> dict:
             """GX checks that the data can be trained on; fails the run when it cannot."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             try:
                 return ct.validate(config, plan["run_ctx"], assembled["training_set_uri"])
@@ -169,14 +169,14 @@ def build(config):
         @task
         def train_candidate(plan: dict, assembled: dict, validated: dict) -> dict:
             """Fit the candidate and log it to MLflow (a retry finds the run again)."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             return ct.train(config, plan["run_ctx"], assembled["training_set_uri"], plan["hyperparameters"])
 
         @task
         def evaluate_candidate(plan: dict, assembled: dict, trained: dict) -> dict:
             """Judge the candidate against @champion on the same holdout; record the verdict."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             return ct.evaluate(config, plan["run_ctx"], assembled["training_set_uri"], trained["mlflow_run_id"])
 
@@ -185,8 +185,8 @@ def build(config):
             """Register the version; set @challenger only when the gate passed."""
             import datetime as dt
 
-            from include import continuous_training as ct
-            from include import training_triggers
+            from include.training import continuous_training as ct
+            from include.training import training_triggers
 
             registered = ct.register(config, plan["run_ctx"], trained["mlflow_run_id"])
             training_triggers.record_training(config.name, dt.date.fromisoformat(plan["cutoff"]),
@@ -206,9 +206,9 @@ def build(config):
         @task(retries=0)
         def alert_on_degraded_champion(registered: dict, **context) -> dict:
             """Fail, loudly, when the degraded champion outlasts N rejected retrains in a row."""
-            import notifiers
+            from mlops_dags import notifiers
 
-            from include import alerts
+            from include.monitoring import alerts
 
             alert = alerts.degraded_champion_alert(config)
             if alert is None:

@@ -1,6 +1,6 @@
 """`<model>__data_ingestion` (Level 1): every day's batch lands, passes a GX gate, then is curated.
 
-One DAG per model config in `include/models/`. The task bodies call `include.ingestion`; heavy
+One DAG per model config in `include/models/`. The task bodies call `include.data.ingestion`; heavy
 libraries load inside the tasks, never when this file is parsed.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from model_dags import (
+from mlops_dags.model_dags import (
     configs_for_stage,
     curated_batch_asset,
     dag_id,
@@ -64,7 +64,7 @@ def build(config):
         @task
         def land_batch(**context) -> dict:
             """Copy the day's batch from the source into the landing zone."""
-            from include import ingestion
+            from include.data import ingestion
 
             return ingestion.land(config, interval_day(context))
 
@@ -73,7 +73,7 @@ def build(config):
             """Run the GX suite; quarantine the batch and fail on a blocking failure."""
             import datetime as dt
 
-            from include import ingestion
+            from include.data import ingestion
 
             try:
                 return ingestion.validate(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
@@ -85,7 +85,7 @@ def build(config):
             """Write the batch to the curated store and tell consumers a new batch is there."""
             import datetime as dt
 
-            from include import ingestion
+            from include.data import ingestion
 
             published = ingestion.publish(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
             context["outlet_events"][curated].extra = {**published, "validation": validated["summary"]}
@@ -94,7 +94,7 @@ def build(config):
         @task
         def land_labels(**context) -> dict:
             """Store the labels that arrived on the day (validated, or quarantined)."""
-            from include import ingestion
+            from include.data import ingestion
 
             return ingestion.land_labels(config, interval_day(context))
 

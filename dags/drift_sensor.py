@@ -1,6 +1,6 @@
 """`<model>__drift_sensor` (Level 1): watch each day's champion: its inputs, outputs and realized performance.
 
-One DAG per model config in `include/models/`. The task bodies call `include.monitoring`; heavy
+One DAG per model config in `include/models/`. The task bodies call `include.monitoring.monitoring`; heavy
 libraries load inside the tasks, never when this file is parsed.
 """
 
@@ -10,7 +10,7 @@ import datetime as dt
 
 from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
-from model_dags import (
+from mlops_dags.model_dags import (
     configs_for_stage,
     curated_batch_asset,
     dag_id,
@@ -59,7 +59,7 @@ drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows}
 as `monitoring.reports` says) goes to
 `reports/{model}/drift/day=…/version=…/` and onto an MLflow run
 (`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers go to the metrics
-history (`include.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
+history (`include.monitoring.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
 a data-quality failure, not drift: it is left out and can never trigger a retrain.
 
 When the policy fires, the task updates the Asset `{model}__retrain_request` (through the alias
@@ -110,7 +110,7 @@ def build(config):
         def check_windows(**context) -> dict:
             """Check every unchecked day up to the run's day against the version that served it;
             emit the retrain requests the policy made."""
-            from include import monitoring
+            from include.monitoring import monitoring
 
             dag_run = context["dag_run"]
             result = monitoring.run_checks(

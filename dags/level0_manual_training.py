@@ -1,7 +1,7 @@
 """`<model>__level0_manual_training` (Level 0): a person trains and registers a model; nothing else happens.
 
 One DAG per model config in `include/models/`. The task bodies call the same library as continuous
-training (`include.continuous_training`), minus its gates; heavy libraries load inside the tasks,
+training (`include.training.continuous_training`), minus its gates; heavy libraries load inside the tasks,
 never when this file is parsed.
 """
 
@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum, training_params
+from mlops_dags.model_dags import (
+    configs_for_stage,
+    dag_id,
+    dag_tags,
+    data_start,
+    default_args,
+    to_pendulum,
+    training_params,
+)
 
 STAGE = "level0_manual_training"
 TRIGGER = "manual"
@@ -62,8 +70,8 @@ def build(config):
         @task(retries=0)
         def load_data(**context) -> dict:
             """Check the request, then write the point-in-time training set split by time."""
-            from include import continuous_training as ct
-            from include import training, training_triggers
+            from include.training import continuous_training as ct
+            from include.training import training, training_triggers
 
             dag_run, params = context["dag_run"], context["params"]
             try:
@@ -81,14 +89,14 @@ def build(config):
         @task
         def train_model(loaded: dict) -> dict:
             """Fit the model and log it to MLflow (a retry finds the run again)."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             return ct.train(config, loaded["run_ctx"], loaded["training_set_uri"], loaded["hyperparameters"])
 
         @task
         def evaluate_model(loaded: dict, trained: dict) -> dict:
             """Score the model on the holdout and log the scores and golden examples; no gate."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             return ct.evaluate_without_gate(config, loaded["run_ctx"], loaded["training_set_uri"],
                                             trained["mlflow_run_id"])
@@ -96,7 +104,7 @@ def build(config):
         @task
         def register_model(loaded: dict, trained: dict, evaluated: dict) -> dict:
             """Register a new version with no alias, and say how a person deploys it."""
-            from include import continuous_training as ct
+            from include.training import continuous_training as ct
 
             registered = ct.register_without_gate(config, loaded["run_ctx"], trained["mlflow_run_id"])
             conf = f'{{"version": "{registered["version"]}", "force": true, "reason": "…"}}'

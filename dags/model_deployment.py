@@ -1,7 +1,7 @@
 """`<model>__model_deployment` (Levels 1–2): deliver a blessed version to the prediction service.
 
-One DAG per model config in `include/models/`. The task bodies call `include.deployment`,
-`include.infra_validation` and `include.service_checks`; heavy libraries load inside the tasks.
+One DAG per model config in `include/models/`. The task bodies call `include.delivery.deployment`,
+`include.delivery.infra_validation` and `include.delivery.service_checks`; heavy libraries load inside the tasks.
 """
 
 from __future__ import annotations
@@ -11,9 +11,17 @@ import os
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from model_dags import challenger_asset, configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
+from mlops_dags.model_dags import (
+    challenger_asset,
+    configs_for_stage,
+    dag_id,
+    dag_tags,
+    data_start,
+    default_args,
+    to_pendulum,
+)
 
-from include import settings
+from include.core import settings
 
 STAGE = "model_deployment"
 
@@ -81,7 +89,7 @@ def build(config):
         @task(retries=0)
         def check_candidate(**context) -> dict:
             """Which version, and may it go to production? An unblessed one only when forced."""
-            from include import deployment
+            from include.delivery import deployment
 
             params, dag_run = context["params"], context["dag_run"]
             announced = [
@@ -105,7 +113,7 @@ def build(config):
         @task(retries=0)
         def validate_infrastructure(candidate: dict) -> dict:
             """Load and check the version in a fresh process with the service's environment."""
-            from include import deployment, infra_validation
+            from include.delivery import deployment, infra_validation
 
             version = candidate["version"]
             try:
@@ -122,14 +130,14 @@ def build(config):
         @task(trigger_rule="none_failed_min_one_success" if some_promotions_need_approval else "all_success")
         def promote(candidate: dict, infra: dict, **context) -> dict:
             """Move the aliases: the version becomes @champion, the old one @previous_champion."""
-            from include import deployment
+            from include.delivery import deployment
 
             return deployment.promote(config, candidate["version"], context["dag_run"].run_id)
 
         @task(retries=0)
         def verify_live_service(candidate: dict, promoted: dict, **context) -> dict:
             """The live service serves the version, answers its golden examples, and takes the load."""
-            from include import deployment, service_checks
+            from include.delivery import deployment, service_checks
 
             try:
                 verified = deployment.verify_live_service(
@@ -148,7 +156,7 @@ def build(config):
         def record_deployment(candidate: dict, verified: dict) -> dict:
             """Mark the version as serving. Runs only when every check passed, so it is also the
             task whose state says whether the deployment succeeded."""
-            from include import deployment
+            from include.delivery import deployment
 
             deployment.mark_serving(config, candidate["version"])
             return {"version": candidate["version"], **verified}
@@ -156,7 +164,7 @@ def build(config):
         @task(trigger_rule="one_failed", retries=2)
         def roll_back_on_failure(**context) -> dict:
             """Something failed: if the version was promoted, restore the aliases and check the service."""
-            from include import deployment, service_checks
+            from include.delivery import deployment, service_checks
 
             candidate = context["ti"].xcom_pull(task_ids="check_candidate")
             if not candidate:

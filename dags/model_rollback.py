@@ -1,7 +1,7 @@
 """`<model>__model_rollback` (Level 2): one manual trigger puts an earlier version back in production.
 
-One DAG per model config in `include/models/`. The task bodies call `include.deployment` and
-`include.service_checks`; heavy libraries load inside the tasks.
+One DAG per model config in `include/models/`. The task bodies call `include.delivery.deployment` and
+`include.delivery.service_checks`; heavy libraries load inside the tasks.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
+from mlops_dags.model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
 
 STAGE = "model_rollback"
 
@@ -54,7 +54,7 @@ def build(config):
         @task(retries=0)
         def choose_target(**context) -> dict:
             """The version to restore, fixed once so that a retried task never goes further back."""
-            from include import deployment
+            from include.delivery import deployment
 
             try:
                 return deployment.rollback_target(config, context["params"]["version"])
@@ -64,7 +64,7 @@ def build(config):
         @task
         def restore_champion(target: dict, **context) -> dict:
             """Point @champion at the target (nothing moves when it already is the champion)."""
-            from include import deployment
+            from include.delivery import deployment
 
             who = context["dag_run"].triggering_user_name or "unknown"
             restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})",
@@ -76,7 +76,8 @@ def build(config):
         @task
         def verify_live_service(restored: dict) -> dict:
             """The service serves the restored version and answers its golden examples."""
-            from include import deployment, service_checks, settings
+            from include.core import settings
+            from include.delivery import deployment, service_checks
 
             version = restored["champion"]
             try:

@@ -6,7 +6,7 @@
     scripts/local_stack.py airflow … the Airflow CLI with the stack's environment (what bin/airflow runs)
 
 `make run`, `make stop` and `make status` call the first three. Everything the stack writes lives in
-the state folder (include/settings.py): the Airflow home with its SQLite database, the MLflow store and
+the state folder (include/core/settings.py): the Airflow home with its SQLite database, the MLflow store and
 artifacts, one log per service in state/logs/, and state/stack.json, which records the processes so
 that `down` can stop them from any terminal.
 
@@ -45,7 +45,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from include import settings  # noqa: E402  (needs the project root on sys.path, set just above)
+from include.core import settings  # noqa: E402  (needs the project root on sys.path, set just above)
 
 VENV_BIN = Path(sys.executable).parent
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -272,7 +272,7 @@ class Service:
 
 
 def stack_services(config: StackConfig) -> list[Service]:
-    """The services `up` starts, in start order; the prediction service once include/serving.py exists.
+    """The services `up` starts, in start order; the prediction service once include/delivery/serving.py exists.
 
     MLflow comes first: it needs no Airflow database, so it boots while `up` prepares that.
     """
@@ -327,12 +327,12 @@ def stack_services(config: StackConfig) -> list[Service]:
         }
         services.append(Service("celery-worker", (airflow, "celery", "worker", "--skip-serve-logs",
                                                   *flatten(worker_options))))
-    if (config.root / "include" / "serving.py").exists():
+    if (config.root / "include" / "delivery" / "serving.py").exists():
         serving_options = {"--host": config.host, "--port": str(config.serving_port)}
         services.append(
             Service(
                 "serving",
-                (str(VENV_BIN / "uvicorn"), "include.serving:app", *flatten(serving_options)),
+                (str(VENV_BIN / "uvicorn"), "include.delivery.serving:app", *flatten(serving_options)),
                 port=config.serving_port,
                 health_url=f"{config.serving_url}/health",
             )

@@ -8,7 +8,7 @@ as PASS or FAIL with the figures:
 
 1. DAGs: Airflow reports no DAG import error, and each of the model's DAGs (`<model>__<stage>`) exists.
 2. Golden outputs: the prediction service answers the golden inputs of the version it serves (the
-   champion) with the outputs recorded at training (`include.service_checks.smoke_test`).
+   champion) with the outputs recorded at training (`include.delivery.service_checks.smoke_test`).
 3. Latency: a short open-loop load test (`service_checks.load_test`, by default the model config's
    `deployment.load_test_rate` and `load_test_seconds`) has no errors and a p99 within
    `serving.latency_budget_ms`.
@@ -48,8 +48,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from include import settings  # noqa: E402  (needs the project root on sys.path, set just above)
-from include.config import ModelConfig, discover_model_configs  # noqa: E402
+from include.core import settings  # noqa: E402  (needs the project root on sys.path, set just above)
+from include.core.config import ModelConfig, discover_model_configs  # noqa: E402
 from scripts.local_stack import ADMIN_USER, AirflowApi, StackConfig  # noqa: E402
 
 # The STAGE of each file in dags/ (importing them would import Airflow); a model has one DAG per stage.
@@ -235,7 +235,7 @@ def golden_inputs(config: ModelConfig, serving_url: str) -> tuple[str, dict]:
         service_checks.ServiceCheckFailed: the service is unreachable or serves no version.
         deployment.DeploymentRefused: the version has no golden examples.
     """
-    from include import deployment, service_checks
+    from include.delivery import deployment, service_checks
 
     version = service_checks.served_version(serving_url, config.name)
     if version is None:
@@ -256,7 +256,7 @@ def check_golden_outputs(config: ModelConfig, serving_url: str, attempts: int = 
     """
     from mlflow.exceptions import MlflowException
 
-    from include import deployment, service_checks
+    from include.delivery import deployment, service_checks
 
     name = f"{config.name} golden outputs"
     for attempt in range(1, attempts + 1):
@@ -276,7 +276,7 @@ def check_golden_outputs(config: ModelConfig, serving_url: str, attempts: int = 
 
 def serves_another_version(config: ModelConfig, serving_url: str, version: str) -> bool:
     """Whether the service now serves a version other than `version` (a deployment swapped it)."""
-    from include import service_checks
+    from include.delivery import service_checks
 
     try:
         now = service_checks.served_version(serving_url, config.name)
@@ -289,7 +289,7 @@ def check_latency(
     config: ModelConfig, serving_url: str, golden: dict | None, rate: float | None, seconds: float | None
 ) -> CheckResult:
     """A load test of single-record requests: no errors and p99 within the model's latency budget."""
-    from include import service_checks
+    from include.delivery import service_checks
 
     name = f"{config.name} latency"
     if golden is None:
@@ -419,7 +419,7 @@ def verify(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO | N
     except VerificationError as exc:
         report.add(CheckResult("setup", False, str(exc)))
         return report
-    os.environ["MLFLOW_TRACKING_URI"] = args.mlflow_url  # what include.registry reads
+    os.environ["MLFLOW_TRACKING_URI"] = args.mlflow_url  # what include.core.registry reads
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps the report readable in CI logs
     api = AirflowApi(args.airflow_url, user, password)
     names = [config.name for config in configs]

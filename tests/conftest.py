@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from include import settings
-from include.config import ModelConfig, load_model_config
+from include.core import settings
+from include.core.config import ModelConfig, load_model_config
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-airflow-"))
 os.environ.update(

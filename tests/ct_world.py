@@ -1,6 +1,6 @@
 """A small world for the continuous-training tests: filled stores, a cheap config, a ready MLflow DB.
 
-Curated batches and labels come from the synthetic data world (`include.data_world`), whose outcome
+Curated batches and labels come from the synthetic data world (`include.demo.data_world`), whose outcome
 follows a logistic link of the features, written through the real stores: labels land in the
 partition of the day they ARRIVE (event day + `target.label_delay_days`), as feedback does.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from include import data_world, settings, storage
-from include.config import ModelConfig
-from include.training_data import LABEL_TIMESTAMP
+from include.core import settings, storage
+from include.core.config import ModelConfig
+from include.demo import data_world
+from include.training.training_data import LABEL_TIMESTAMP
 
 FIRST_DAY = dt.date(2026, 1, 1)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from include import registry, settings, training
-from include.config import ModelConfig, load_model_config
+from include.core import registry, settings
+from include.core.config import ModelConfig, load_model_config
+from include.training import training
 from tests.ct_world import FIRST_DAY, labelled_frame, small_config
 
 MODEL = "credit_default"

@@ -1,6 +1,6 @@
 """A small monitored world: filled stores and a real `@champion` made by continuous training's own steps.
 
-The champion is trained, evaluated and registered with `include.continuous_training` against the
+The champion is trained, evaluated and registered with `include.training.continuous_training` against the
 test's SQLite MLflow store (so its lineage, holdout metric and model are real), then given the
 `champion` alias, as model deployment would.
 """
@@ -11,9 +11,9 @@ import datetime as dt
 
 import yaml
 
-from include import continuous_training as ct
-from include import registry, settings
-from include.config import ModelConfig
+from include.core import registry, settings
+from include.core.config import ModelConfig
+from include.training import continuous_training as ct
 from tests.ct_world import FIRST_DAY, fill_stores, ready_mlflow, small_config
 
 

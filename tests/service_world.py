@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from include.serving import create_app
+from include.delivery.serving import create_app
 
 MODEL = "credit_default"
 ADMIN_TOKEN = "test-admin-token"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from include import settings
+from include.core import settings
 
 ROOT = settings.PROJECT_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -218,7 +218,7 @@ def test_mlflow_serves_artifacts_from_its_volume_with_a_postgresql_backend():
 
 def test_the_prediction_service_app_is_importable_as_uvicorn_imports_it(tmp_path):
     params = click_context(argv(SERVICES["serving"]["command"])).params
-    assert params["app"] == "include.serving:app"
+    assert params["app"] == "include.delivery.serving:app"
     assert re.search(r"^WORKDIR /opt/airflow$", DOCKERFILE, re.M) and "PYTHONPATH=/opt/airflow" in DOCKERFILE
     env = {**os.environ, **{key: resolved(value) for key, value in service_env("serving").items()}}
     env |= {"MLOPS_STATE_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}

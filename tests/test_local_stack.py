@@ -221,12 +221,12 @@ def test_the_prediction_service_is_started_once_include_serving_exists(tmp_path)
     config = a_config(tmp_path)
     assert "serving" not in [service.name for service in local_stack.stack_services(config)]
 
-    (tmp_path / "include").mkdir()
-    (tmp_path / "include" / "serving.py").write_text("app = None\n")
+    (tmp_path / "include" / "delivery").mkdir(parents=True)
+    (tmp_path / "include" / "delivery" / "serving.py").write_text("app = None\n")
     serving = local_stack.stack_services(config)[-1]
 
     assert serving.name == "serving"
-    assert "include.serving:app" in serving.argv
+    assert "include.delivery.serving:app" in serving.argv
     assert serving.port == 8000
 
 

@@ -30,7 +30,7 @@ import httpx
 import pytest
 import yaml
 
-from include import settings
+from include.core import settings
 from scripts import local_stack, verify_release
 from scripts.local_stack import CeleryConfig, StackConfig
 from tests.test_local_stack import free_ports, needs_proc, processes_with_airflow_home

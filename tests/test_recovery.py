@@ -30,14 +30,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-
-from include import data_world, monitoring, registry, settings
-from include.config import ModelConfig, load_model_config
-from include.drift import ReferenceProfile, reference_profile_path
-from include.evaluation import positive_scores
-from include.replay.driver import ClosedLoop, DayOutcome
-from tests.ct_world import ready_mlflow
 from tests.test_detection_quality import income_shift_reaches_effect_size
+
+from include.core import registry, settings
+from include.core.config import ModelConfig, load_model_config
+from include.demo import data_world
+from include.monitoring import monitoring
+from include.monitoring.drift import ReferenceProfile, reference_profile_path
+from include.replay.driver import ClosedLoop, DayOutcome
+from include.training.evaluation import positive_scores
+from tests.ct_world import ready_mlflow
 
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / "credit_default.yaml"
 FIRST_DAY = dt.date(2026, 1, 1)

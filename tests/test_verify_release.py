@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from include.service_checks import LoadTestResult
+from include.delivery.service_checks import LoadTestResult
 from scripts import verify_release
 from scripts.verify_release import CheckResult, Report, VerificationError
 

@@ -12,7 +12,7 @@ import re
 import pytest
 import yaml
 
-from include import settings
+from include.core import settings
 
 ROOT = settings.PROJECT_ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"

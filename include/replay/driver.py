@@ -44,13 +44,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from include import batch_prediction, deployment, ingestion, monitoring, storage, training_triggers
-from include import continuous_training as ct
+from include.core import storage
+from include.data import ingestion
+from include.delivery import batch_prediction, deployment
+from include.monitoring import monitoring
+from include.training import continuous_training as ct
+from include.training import training_triggers
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from include.config import ModelConfig
+    from include.core.config import ModelConfig
     from include.replay.policies import RetrainingPolicy
 
 log = logging.getLogger(__name__)
@@ -287,7 +291,7 @@ def schedule_fires_on(schedule: str | None, day: dt.date) -> bool:
 
 
 def _champion(config: ModelConfig) -> str | None:
-    from include import registry
+    from include.core import registry
 
     version = registry.get_champion_version(config.name)
     return str(version.version) if version else None

@@ -8,7 +8,7 @@ retraining buy over training once or on a timer, and at what compute?):
     triggered   retrain on the drift sensor's requests (drift, performance), through the gate
     every_day   retrain every day, no gate: the freshness ceiling, at the highest cost
 
-A model config may add its own under `replay.policies` (`include.config.ReplayPolicy`), e.g. the
+A model config may add its own under `replay.policies` (`include.core.config.ReplayPolicy`), e.g. the
 Level 1 DAGs' full set of triggers: `{retrain_on: [request, schedule, new_data]}`.
 """
 
@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from include.config import BUILT_IN_REPLAY_POLICIES
+from include.core.config import BUILT_IN_REPLAY_POLICIES
 
 if TYPE_CHECKING:
-    from include.config import ModelConfig
+    from include.core.config import ModelConfig
 
 
 class UnknownPolicy(ValueError):

@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from include.config import Scenario
-from include.jsonable import write_json_atomically
+from include.core.config import Scenario
+from include.core.jsonable import write_json_atomically
 
 NO_GROUND_TRUTH = "the source has no ground truth (a `files` source): the scenario part is left out"
 RECOVERY_DAYS = 7

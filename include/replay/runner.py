@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include import settings
-from include.config import FilesSource, ModelConfig, load_model_config
+from include.core import settings
+from include.core.config import FilesSource, ModelConfig, load_model_config
 from include.replay.policies import RetrainingPolicy, resolve
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def model_config(model: str) -> ModelConfig:
 
 def source_days(config: ModelConfig) -> tuple[dt.date, dt.date]:
     """The first and last day the model's source delivers (a `files` source: its newest day's file)."""
-    from include import sources
+    from include.data import sources
 
     source = config.source
     if not isinstance(source, FilesSource) or source.end_date is not None:
@@ -314,7 +314,7 @@ def ingest_days(config_path: Path, state: Path, shared: Path, first: dt.date, la
     rejected batch or labels file is quarantined, as on the live stack, and the days go on.
     """
     _use_state(state, shared)
-    from include import ingestion, sources
+    from include.data import ingestion, sources
 
     config = load_model_config(config_path)
     day = first
@@ -346,7 +346,7 @@ def replay_segment(config_path: Path, segment: Segment, state: Path, shared: Pat
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from include import storage
+    from include.core import storage
     from include.replay.driver import ClosedLoop
 
     config = load_model_config(config_path)
@@ -396,7 +396,7 @@ def served_with_labels(config: ModelConfig, day: dt.date, labels: pd.DataFrame) 
     """The day's batch predictions (this process's store) joined with every label that arrived for them."""
     import pandas as pd
 
-    from include import prediction_log
+    from include.delivery import prediction_log
 
     path = prediction_log.batch_predictions_path(config.name, day)
     if not path.exists() or labels.empty:
@@ -435,10 +435,10 @@ def realized_days(config: ModelConfig, frames: dict[str, list[pd.DataFrame]],
 
 
 def _metric(config: ModelConfig, joined: list[pd.DataFrame | None]) -> float | None:
-    """The primary metric of served predictions on their labels (`include.performance`), or None."""
+    """The primary metric of served predictions on their labels (`include.monitoring.performance`), or None."""
     import pandas as pd
 
-    from include.performance import realized_performance
+    from include.monitoring.performance import realized_performance
 
     present = [frame for frame in joined if frame is not None and len(frame)]
     if not present:

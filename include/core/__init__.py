@@ -1,0 +1,2 @@
+"""What every stage uses: the model config, where state lives, the stores, the MLflow registry,
+the champion's history."""

@@ -1,0 +1,162 @@
+"""The file stores of one model: landing, curated, quarantine and labels, each partitioned by day.
+
+Layout under the data folder (`settings.data_dir()`), one tree per model:
+
+    <model>/landing/day=YYYY-MM-DD/<file>          what a source delivered, before validation
+    <model>/curated/day=YYYY-MM-DD/batch.parquet   a batch that passed validation
+    <model>/quarantine/day=YYYY-MM-DD/<sha>/       a batch that failed, with its validation report
+    <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day (feedback)
+
+Writes are atomic (a temporary file renamed into place), so re-running a task replaces its
+partition and never leaves a duplicate or a half-written file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from include.core import settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CURATED_FILE = "batch.parquet"
+LABELS_FILE = "labels.parquet"
+REPORT_FILE = "validation.json"
+# When a label became known; training joins only labels known by its cutoff.
+LABEL_TIMESTAMP = "label_timestamp"
+
+
+def day_partition(day: dt.date) -> str:
+    return f"day={day.isoformat()}"
+
+
+def model_root(model: str) -> Path:
+    return settings.data_dir() / model
+
+
+def landing_dir(model: str, day: dt.date) -> Path:
+    return model_root(model) / "landing" / day_partition(day)
+
+
+def curated_path(model: str, day: dt.date) -> Path:
+    return model_root(model) / "curated" / day_partition(day) / CURATED_FILE
+
+
+def labels_path(model: str, day: dt.date) -> Path:
+    return model_root(model) / "labels" / day_partition(day) / LABELS_FILE
+
+
+def quarantine_root(model: str, day: dt.date) -> Path:
+    return model_root(model) / "quarantine" / day_partition(day)
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
+    """Write `frame` to `path` through a temporary file, replacing what was there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_curated_batch(model: str, day: dt.date, frame: pd.DataFrame) -> Path:
+    """Store a validated batch as the day's curated partition (replacing an earlier one)."""
+    return write_parquet_atomically(frame, curated_path(model, day))
+
+
+def write_labels(model: str, day: dt.date, frame: pd.DataFrame) -> Path:
+    """Store the labels that arrived on `day` (replacing an earlier write for that day)."""
+    return write_parquet_atomically(frame, labels_path(model, day))
+
+
+def _days_in(folder: Path, file_name: str) -> list[dt.date]:
+    if not folder.exists():
+        return []
+    days = []
+    for partition in folder.glob(f"day=*/{file_name}"):
+        days.append(dt.date.fromisoformat(partition.parent.name.removeprefix("day=")))
+    return sorted(days)
+
+
+def curated_days(model: str) -> list[dt.date]:
+    """Days that have a curated batch, oldest first."""
+    return _days_in(model_root(model) / "curated", CURATED_FILE)
+
+
+def label_days(model: str) -> list[dt.date]:
+    """Days on which labels arrived, oldest first."""
+    return _days_in(model_root(model) / "labels", LABELS_FILE)
+
+
+def _read_partitions(paths: list[Path]) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = [pd.read_parquet(path) for path in paths]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_curated(model: str, first_day: dt.date, last_day: dt.date) -> pd.DataFrame:
+    """All curated rows of the days from `first_day` to `last_day` inclusive."""
+    days = [day for day in curated_days(model) if first_day <= day <= last_day]
+    return _read_partitions([curated_path(model, day) for day in days])
+
+
+def read_labels_arrived_by(model: str, cutoff: dt.date, since: dt.date | None = None) -> pd.DataFrame:
+    """Every label that had arrived by the end of `cutoff` (point-in-time correct for training).
+
+    Args:
+        since: read only the labels that arrived on or after this day. A label arrives after its
+            event, so the labels of the events from `since` on are all there, and a training
+            window reads its own days instead of every label since the model's first day.
+    """
+    days = [day for day in label_days(model) if (since is None or since <= day) and day <= cutoff]
+    return _read_partitions([labels_path(model, day) for day in days])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def quarantine_batch(model: str, day: dt.date, batch_file: Path, report: dict) -> Path:
+    """Keep a failed batch aside with its validation report; never deletes anything.
+
+    The batch is copied into `quarantine/day=…/<first 12 hex of its sha256>/` beside
+    `validation.json`, so quarantining the same bytes twice lands in the same folder (no
+    duplicates) while a different batch for the same day is kept next to it.
+
+    Returns:
+        The quarantine folder of this batch.
+    """
+    folder = quarantine_root(model, day) / file_sha256(batch_file)[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(batch_file, folder / batch_file.name)
+    report_path = folder / REPORT_FILE
+    tmp = report_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(tmp, report_path)
+    return folder
+
+
+def quarantined_batches(model: str, day: dt.date) -> list[Path]:
+    """The quarantine folders of a day, one per distinct failed batch."""
+    root = quarantine_root(model, day)
+    return sorted(path for path in root.iterdir() if path.is_dir()) if root.exists() else []

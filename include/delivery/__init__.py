@@ -1,0 +1,1 @@
+"""Delivery: infrastructure validation, alias moves, the prediction service, its log and batch prediction."""

@@ -1,0 +1,856 @@
+"""The online prediction service: every configured model's `champion`, over HTTP (FastAPI).
+
+Start it with uvicorn; the module-level `app` is built from the environment on first access:
+
+    uvicorn include.delivery.serving:app --host 127.0.0.1 --port 8000
+    uvicorn --factory include.delivery.serving:create_app --host 127.0.0.1 --port 8000      (the same)
+
+Endpoints (also described in the OpenAPI page, `/docs`):
+
+    POST /models/{model}/predict   body {"records": [{"age": 41, ...}, ...]}
+                                   -> {"model", "version", "request_id",
+                                       "predictions": [{"probability": 0.12, "label": 0}, ...]}
+    GET  /health                   200 while the service is up; per model: ready, version, last_error
+    GET  /models/{model}           the served version: name, alias, version, run id, loaded_at, ...
+    POST /models/{model}/reload    read the alias and load its version now; needs
+                                   `Authorization: Bearer $MLOPS_SERVING_ADMIN_TOKEN` (401 without
+                                   it, 403 when wrong or unset); 502 if the version fails to load
+
+A request is checked against the model config before the model sees it. Each record must carry
+every feature (`features`), with the type, nullability, allowed values and range of its column in
+`schema.columns` (columns listed in `schema.warn_only` skip the allowed-value and range checks, as
+in the ingestion gate). Other schema columns, such as the entity id and the event timestamp, are
+accepted and written to the prediction log but not given to the model; any other field is refused.
+Errors are JSON `{"error": <code>, "message": ..., "errors": [{"index", "field", "message"}]}`:
+400 malformed JSON, 404 unknown model, 413 more records than `serving.max_batch_size` (or a body
+over `max_batch_size` x 4 KiB), 422 invalid records, 503 no champion loaded yet; a 500 only when
+a loaded version fails on records that passed validation (a fault of the model, not the caller).
+`label` is 1 when `probability` (of the class `target.positive_label`) is above 0.5, else 0.
+A caller's `X-Request-ID` header is used as the request id (otherwise one is made) and echoed.
+
+Following the alias: a background thread asks the registry every `poll_seconds` (default 5, or
+`MLOPS_SERVING_POLL_SECONDS`) which version holds `champion`. When it changes, the thread loads the
+new version (download, unpickle, one smoke prediction on a record built from the schema) and only
+then swaps it in; requests keep using the old version until the swap. If the new version fails to
+load, the old one keeps serving and `/health` and `/models/{model}` show `last_error`; that version
+is retried after `retry_failed_seconds`, or at once by the reload endpoint. When the alias is
+removed (a rollback of the first deployment has no earlier champion to restore), the model is no
+longer served: requests get 503 until a version holds `champion` again, rather than answers from
+a version nobody stands behind. A registry that cannot be reached changes nothing.
+A deployment knows its promotion is live when `GET /models/{model}` shows the promoted
+`version` (or right away from the reload endpoint).
+Every prediction is written to the prediction log (`include.delivery.prediction_log`), buffered in memory
+and appended by a background thread about once a second, and on shutdown.
+
+Environment: `MLFLOW_TRACKING_URI`, `MLOPS_MODELS_DIR`, `MLOPS_DATA_DIR` (prediction log),
+`MLOPS_SERVING_ADMIN_TOKEN`, `MLOPS_SERVING_POLL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from include.core import settings
+from include.core.config import Column, ModelConfig, discover_model_configs
+from include.core.registry import CHAMPION
+from include.delivery.prediction_log import LOG_COLUMNS, PredictionBatch, PredictionLogWriter
+from include.training.evaluation import DECISION_THRESHOLD
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from threadpoolctl import ThreadpoolController
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLL_SECONDS = 5.0
+BODY_BYTES_PER_RECORD = 4096
+MAX_REPORTED_PROBLEMS = 20
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+ADMIN_BEARER = HTTPBearer(auto_error=False, description="The token in `MLOPS_SERVING_ADMIN_TOKEN`.")
+
+
+# --- request validation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with a request: which record (`index`), which field, and what."""
+
+    index: int | None
+    field: str | None
+    message: str
+
+    def describe(self) -> str:
+        if self.index is None:
+            return f"{self.field}: {self.message}" if self.field else self.message
+        where = f"records[{self.index}]"
+        return f"{where}.{self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class RequestRejected(Exception):
+    """A request the service refuses, with its HTTP status and a JSON body that says why."""
+
+    def __init__(self, status: int, error: str, message: str, problems: list[FieldProblem] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.problems = problems or []
+
+    def to_response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": self.error, "message": self.message}
+        if self.problems:
+            body["errors"] = [
+                {"index": problem.index, "field": problem.field, "message": problem.message}
+                for problem in self.problems
+            ]
+        return JSONResponse(body, status_code=self.status)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) or value is None else None
+    text = text or f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_integer(value: Any) -> bool:
+    """An int, or a float without fraction (JSON has one number type), that fits in int64."""
+    integral = type(value) is int or (type(value) is float and value.is_integer())
+    return integral and -(2**63) <= value < 2**63
+
+
+def _is_number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and math.isfinite(value)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if type(value) is not str:
+        return False
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "integer": (_is_integer, "an integer"),
+    "float": (_is_number, "a finite number"),
+    "string": (lambda value: type(value) is str, "a string"),
+    "category": (lambda value: type(value) in (str, int, bool), "a string"),
+    "boolean": (lambda value: type(value) is bool, "true or false"),
+    "timestamp": (_is_timestamp, "an ISO 8601 timestamp string"),
+}
+
+
+def column_check(column: Column, warn_only: bool) -> Callable[[Any], str | None]:
+    """A function that returns what is wrong with a value of `column`, or None when it is valid."""
+    is_type, expected = _TYPE_CHECKS[column.type]
+    allowed = None if warn_only or column.allowed is None else {(type(v), v) for v in column.allowed}
+    allowed_text = ", ".join(json.dumps(value) for value in column.allowed or [])
+    low = None if warn_only else column.min
+    high = None if warn_only else column.max
+    nullable = column.nullable
+
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None if nullable else "must not be null"
+        if not is_type(value):
+            return f"expected {expected}, got {_shown(value)}"
+        if allowed is not None and (type(value), value) not in allowed:
+            return f"{_shown(value)} is not one of the allowed values [{allowed_text}]"
+        if low is not None and value < low:
+            return f"{_shown(value)} is below the minimum {low:g}"
+        if high is not None and value > high:
+            return f"{_shown(value)} is above the maximum {high:g}"
+        return None
+
+    return check
+
+
+def record_json_schema(config: ModelConfig) -> dict[str, Any]:
+    """The JSON schema of one record of `config`'s model, for the OpenAPI page."""
+    json_types = {"integer": "integer", "float": "number", "string": "string", "category": "string",
+                  "boolean": "boolean", "timestamp": "string"}
+    schema = config.schema
+    features = set(config.features.all)
+    properties = {}
+    for name, column in schema.columns.items():
+        prop: dict[str, Any] = {"type": json_types[column.type]}
+        if column.type == "timestamp":
+            prop["format"] = "date-time"
+        if column.allowed is not None:
+            prop["enum"] = list(column.allowed)
+        if name not in schema.warn_only:
+            prop.update({key: value for key, value in (("minimum", column.min), ("maximum", column.max))
+                         if value is not None})
+        if column.nullable:
+            prop = {"anyOf": [prop, {"type": "null"}]}
+        prop["description"] = "feature" if name in features else "logged with the prediction, not a feature"
+        properties[name] = prop
+    return {
+        "title": f"{config.name} record",
+        "type": "object",
+        "properties": properties,
+        "required": config.features.all,
+        "additionalProperties": False,
+    }
+
+
+class RecordValidator:
+    """Checks prediction requests of one model against its config, and turns records into a frame.
+
+    Built once per model: each column's checks are compiled into a closure, so a valid one-row
+    request costs a dict lookup and a few type tests per field.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        schema = config.schema
+        self.model = config.name
+        self.max_batch_size = config.serving.max_batch_size
+        self.max_body_bytes = config.serving.max_batch_size * BODY_BYTES_PER_RECORD + 65536
+        self.features = config.features.all
+        self._required = frozenset(self.features)
+        self._checks = {
+            name: column_check(column, name in schema.warn_only) for name, column in schema.columns.items()
+        }
+        self._dtypes = {name: _feature_dtype(schema.columns[name]) for name in self.features}
+        self.example_record = _example_record(config)
+
+    def parse(self, body: bytes) -> list[dict[str, Any]]:
+        """The records of a request body, or `RequestRejected` naming what is wrong."""
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestRejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise RequestRejected(400, "malformed_json", 'the body nests too deeply to be a request; send '
+                                  '{"records": [{...}, ...]}') from None
+        if not isinstance(payload, dict):
+            raise self._invalid([FieldProblem(None, None, 'the body must be a JSON object {"records": [...]}')])
+        unknown = [FieldProblem(None, name, "is not a field of the body, which has only 'records'")
+                   for name in sorted(set(payload) - {"records"})]
+        if unknown:
+            raise self._invalid(unknown)
+        records = payload.get("records")
+        if not isinstance(records, list):
+            raise self._invalid([FieldProblem(None, "records", "is required and must be a list of objects")])
+        if not records:
+            raise self._invalid([FieldProblem(None, "records", "is empty; send at least one record")])
+        if len(records) > self.max_batch_size:
+            problem = FieldProblem(
+                None, "records", f"has {len(records)} records, more than max_batch_size "
+                f"{self.max_batch_size} of model {self.model!r}; split the batch",
+            )
+            raise RequestRejected(413, "batch_too_large", problem.describe(), [problem])
+        problems = self._problems(records)
+        if problems:
+            raise self._invalid(problems)
+        return records
+
+    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
+        """The model's input: one row per record, the feature columns only, with the schema's dtypes."""
+        import numpy as np
+        import pandas as pd
+
+        columns = {}
+        for name, dtype in self._dtypes.items():
+            values = [record[name] for record in records]
+            if dtype == "datetime":
+                columns[name] = pd.to_datetime(values, utc=True, format="ISO8601")
+            else:
+                columns[name] = np.array(values, dtype=dtype)
+        return pd.DataFrame(columns, copy=False)
+
+    def _problems(self, records: list[Any]) -> list[FieldProblem]:
+        problems: list[FieldProblem] = []
+        checks = self._checks
+        for index, record in enumerate(records):
+            if type(record) is not dict:
+                problems.append(FieldProblem(index, None, f"expected an object, got {_shown(record)}"))
+            else:
+                for name in sorted(self._required - record.keys()):
+                    problems.append(FieldProblem(index, name, "is required (a feature of the model)"))
+                for name, value in record.items():
+                    check = checks.get(name)
+                    if check is None:
+                        problems.append(FieldProblem(index, name, "is not a column of the model's schema"))
+                    else:
+                        message = check(value)
+                        if message is not None:
+                            problems.append(FieldProblem(index, name, message))
+            if len(problems) >= MAX_REPORTED_PROBLEMS:
+                return problems[:MAX_REPORTED_PROBLEMS]
+        return problems
+
+    def _invalid(self, problems: list[FieldProblem]) -> RequestRejected:
+        first = problems[0].describe()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return RequestRejected(422, "invalid_request", f"{first}{more}", problems)
+
+
+def _feature_dtype(column: Column) -> Any:
+    if column.type == "integer":
+        return "float64" if column.nullable else "int64"
+    if column.type == "float":
+        return "float64"
+    if column.type == "boolean" and not column.nullable:
+        return "bool"
+    if column.type == "timestamp":
+        return "datetime"
+    return "object"
+
+
+def _example_record(config: ModelConfig) -> dict[str, Any]:
+    """A valid record built from the schema, for the smoke prediction a model must pass to be served."""
+    record: dict[str, Any] = {}
+    for name in config.features.all:
+        column = config.schema.columns[name]
+        if column.allowed:
+            record[name] = column.allowed[0]
+        elif column.type in ("integer", "float"):
+            low = column.min if column.min is not None else min(0.0, column.max if column.max is not None else 0.0)
+            record[name] = math.ceil(low) if column.type == "integer" else float(low)
+        elif column.type == "boolean":
+            record[name] = False
+        elif column.type == "timestamp":
+            record[name] = "2000-01-01T00:00:00+00:00"
+        else:
+            record[name] = "example"
+    return record
+
+
+# --- the served models ---------------------------------------------------------------------------
+
+
+class ModelLoadError(RuntimeError):
+    """A registered model version that cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version and what the service reports about it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    loaded_at: dt.datetime
+    estimator: Any
+    positive_column: int
+    threads: ThreadpoolController
+
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """The probability of the positive class for each row of `frame`, computed on one thread.
+
+        OpenMP estimators (HistGradientBoosting) start a thread team per call; for the small
+        batches of online requests that costs more than it saves, and on a busy 2-core machine it
+        made p99 over a second. The controller is built once per load; `limit` costs ~20 µs.
+        """
+        with self.threads.limit(limits=1, user_api="openmp"):
+            return self.estimator.predict_proba(frame)[:, self.positive_column]
+
+
+def load_model_version(
+    config: ModelConfig, model_version: ModelVersion, tracking_uri: str, example: pd.DataFrame
+) -> ServedModel:
+    """Download and load one registered version of `config`'s model, and check that it predicts.
+
+    The version must be a scikit-learn model (the MLflow `sklearn` flavor) whose `predict_proba`
+    gives a probability in [0, 1] for `example` and whose classes include `target.positive_label`.
+
+    Raises:
+        ModelLoadError: naming the version and what went wrong.
+    """
+    import mlflow
+    from threadpoolctl import ThreadpoolController
+
+    name, version = config.name, str(model_version.version)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"serving-{name}-{version}-") as folder:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=folder,
+                tracking_uri=tracking_uri, registry_uri=tracking_uri,
+            )
+            pyfunc_model = mlflow.pyfunc.load_model(local)
+        estimator = pyfunc_model.get_raw_model()
+    except NotImplementedError:
+        raise ModelLoadError(f"version {version} is not a scikit-learn model (no sklearn flavor)") from None
+    except Exception as exc:
+        raise ModelLoadError(f"version {version} could not be loaded: {type(exc).__name__}: {exc}") from exc
+    classes = list(getattr(estimator, "classes_", []))
+    if not hasattr(estimator, "predict_proba") or config.target.positive_label not in classes:
+        raise ModelLoadError(
+            f"version {version} must have predict_proba and classes_ including the positive label "
+            f"{config.target.positive_label!r}; it has classes {classes}"
+        )
+    served = ServedModel(
+        name=name, version=version, run_id=model_version.run_id, source=model_version.source,
+        loaded_at=dt.datetime.now(dt.UTC), estimator=estimator,
+        positive_column=classes.index(config.target.positive_label), threads=ThreadpoolController(),
+    )
+    try:
+        probability = float(served.probabilities(example)[0])
+    except Exception as exc:
+        raise ModelLoadError(
+            f"version {version} fails to predict a valid record: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not 0.0 <= probability <= 1.0:
+        raise ModelLoadError(f"version {version} returned probability {probability} for a valid record")
+    return served
+
+
+@dataclass
+class ModelSlot:
+    """What the service knows about one configured model; `served` is swapped as a whole."""
+
+    config: ModelConfig
+    validator: RecordValidator
+    served: ServedModel | None = None
+    champion_version: str | None = None
+    last_checked_at: dt.datetime | None = None
+    last_error: str | None = None
+    failed_version: str | None = None
+    failed_error: str | None = None
+    failed_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def status(self) -> dict[str, Any]:
+        served = self.served
+        return {
+            "name": self.config.name,
+            "alias": CHAMPION,
+            "ready": served is not None,
+            "version": served.version if served else None,
+            "run_id": served.run_id if served else None,
+            "source": served.source if served else None,
+            "loaded_at": served.loaded_at.isoformat() if served else None,
+            "champion_version": self.champion_version,
+            "last_checked_at": self.last_checked_at.isoformat() if self.last_checked_at else None,
+            "last_error": self.last_error,
+            "max_batch_size": self.validator.max_batch_size,
+            "features": self.validator.features,
+        }
+
+    def not_ready_message(self) -> str:
+        if self.last_error:
+            return f"model {self.config.name!r} is not ready: {self.last_error}"
+        if self.last_checked_at is None:
+            return f"model {self.config.name!r} is not ready: the registry has not been read yet"
+        return (f"model {self.config.name!r} is not ready: no version of the registered model "
+                f"has the alias {CHAMPION!r} yet")
+
+
+class ChampionFollower:
+    """Keeps each slot serving the version its `champion` alias points to.
+
+    A daemon thread checks every model at start and then every `poll_seconds`. A version that
+    failed to load is not retried before `retry_failed_seconds` (a reload forces it).
+    """
+
+    def __init__(
+        self, slots: dict[str, ModelSlot], tracking_uri: str, poll_seconds: float,
+        retry_failed_seconds: float = 60.0,
+    ) -> None:
+        self.slots = slots
+        self.tracking_uri = tracking_uri
+        self.poll_seconds = poll_seconds
+        self.retry_failed_seconds = retry_failed_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def refresh(self, slot: ModelSlot, force: bool = False) -> str | None:
+        """Read the alias and load its version if it is not the one served (always, when `force`).
+
+        Returns:
+            None when the slot serves the champion (or there is none), else the error.
+        """
+        from mlflow.exceptions import MlflowException
+
+        name = slot.config.name
+        with slot.lock:
+            served = slot.served
+            still = f"still serving version {served.version}" if served else "nothing is served"
+            try:
+                model_version = self.client.get_model_version_by_alias(name, CHAMPION)
+            except MlflowException as exc:
+                slot.last_checked_at = dt.datetime.now(dt.UTC)
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    if served is not None:
+                        logger.warning("model %s: no version has the alias %s any more; version %s is "
+                                       "no longer served", name, CHAMPION, served.version)
+                    slot.champion_version = slot.served = slot.last_error = None
+                    return None
+                slot.last_error = f"cannot read the alias {CHAMPION!r} from the registry: {exc}; {still}"
+                return slot.last_error
+            version = str(model_version.version)
+            slot.champion_version = version
+            slot.last_checked_at = dt.datetime.now(dt.UTC)
+            if served is not None and served.version == version and not force:
+                slot.last_error = slot.failed_version = None
+                return None
+            recently_failed = time.monotonic() - slot.failed_at < self.retry_failed_seconds
+            if version == slot.failed_version and recently_failed and not force:
+                slot.last_error = slot.failed_error
+                return slot.last_error
+            try:
+                example = slot.validator.frame([slot.validator.example_record])
+                slot.served = load_model_version(slot.config, model_version, self.tracking_uri, example)
+            except ModelLoadError as exc:
+                slot.last_error = slot.failed_error = f"champion {exc}; {still}"
+                slot.failed_version, slot.failed_at = version, time.monotonic()
+                logger.error("model %s: %s", name, slot.last_error)
+                return slot.last_error
+            slot.last_error = slot.failed_version = None
+            logger.info("model %s: now serving version %s (was %s)", name, version,
+                        served.version if served else "none")
+            return None
+
+    def _follow(self) -> None:
+        while True:
+            for slot in self.slots.values():
+                try:
+                    self.refresh(slot)
+                except Exception:
+                    logger.exception("model %s: checking the champion failed", slot.config.name)
+            if self._stop.wait(self.poll_seconds):
+                return
+
+
+# --- the service and its HTTP app ----------------------------------------------------------------
+
+
+class PredictionService:
+    """The models, their follower and the prediction log of one serving process."""
+
+    def __init__(
+        self, models_dir: Path | None, tracking_uri: str, poll_seconds: float,
+        data_dir: Path | None, log_flush_seconds: float,
+    ) -> None:
+        discovered = discover_model_configs(models_dir)
+        self.config_errors = {str(path): str(error) for path, error in discovered.errors.items()}
+        self.slots: dict[str, ModelSlot] = {}
+        for name, config in discovered.valid.items():
+            clashes = sorted(set(config.schema.columns) & set(LOG_COLUMNS))
+            if clashes:
+                self.config_errors[name] = (
+                    f"model {name!r} is not served: schema columns {clashes} clash with the prediction "
+                    f"log's own columns {list(LOG_COLUMNS)}; rename them"
+                )
+            else:
+                self.slots[name] = ModelSlot(config=config, validator=RecordValidator(config))
+        self.tracking_uri = tracking_uri
+        self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds)
+        self.data_dir = data_dir
+        self.log_flush_seconds = log_flush_seconds
+        self.log: PredictionLogWriter | None = None
+
+    def start(self) -> None:
+        self.log = PredictionLogWriter(self.data_dir, flush_seconds=self.log_flush_seconds)
+        self.follower.start()
+
+    def stop(self) -> None:
+        self.follower.stop()
+        if self.log is not None:
+            self.log.close()
+
+    def slot(self, model: str) -> ModelSlot:
+        slot = self.slots.get(model)
+        if slot is None:
+            raise RequestRejected(
+                404, "unknown_model", f"no model named {model!r}; served models: {sorted(self.slots)}"
+            )
+        return slot
+
+    def predict(self, model: str, body: bytes, request_id: str) -> bytes:
+        """Validate a request body, score it with the served version, log it; the response body."""
+        slot = self.slot(model)
+        records = slot.validator.parse(body)
+        served = slot.served
+        if served is None:
+            raise RequestRejected(503, "model_not_ready", slot.not_ready_message())
+        try:
+            probabilities = served.probabilities(slot.validator.frame(records)).tolist()
+        except Exception as exc:
+            logger.exception("model %s version %s failed to score a valid request", model, served.version)
+            raise RequestRejected(
+                500, "prediction_failed",
+                f"version {served.version} of {model!r} failed to score valid records: {type(exc).__name__}: {exc}",
+            ) from exc
+        labels = [1 if probability > DECISION_THRESHOLD else 0 for probability in probabilities]
+        self.log.append(PredictionBatch(
+            model=model, version=served.version, request_id=request_id,
+            timestamp=dt.datetime.now(dt.UTC), inputs=records, probabilities=probabilities, labels=labels,
+        ))
+        return json.dumps({
+            "model": model,
+            "version": served.version,
+            "request_id": request_id,
+            "predictions": [
+                {"probability": probability, "label": label}
+                for probability, label in zip(probabilities, labels, strict=True)
+            ],
+        }).encode()
+
+    def health(self) -> dict[str, Any]:
+        models = {}
+        for name, slot in self.slots.items():
+            status = slot.status()
+            models[name] = {key: status[key] for key in ("ready", "version", "champion_version", "last_error")}
+        healthy = all(m["ready"] and not m["last_error"] for m in models.values()) and not self.config_errors
+        log = self.log
+        return {
+            "status": "ok" if healthy else "degraded",
+            "models": models,
+            "config_errors": self.config_errors,
+            "prediction_log": {
+                "pending_rows": log.pending_rows if log else 0,
+                "written_rows": log.written_rows if log else 0,
+                "dropped_rows": log.dropped_rows if log else 0,
+                "last_error": log.last_error if log else None,
+            },
+        }
+
+
+class Prediction(BaseModel):
+    probability: float
+    label: int
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    request_id: str
+    predictions: list[Prediction]
+
+
+class Problem(BaseModel):
+    index: int | None
+    field: str | None
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    errors: list[Problem] | None = None
+
+
+class ModelStatus(BaseModel):
+    ready: bool
+    version: str | None
+    champion_version: str | None
+    last_error: str | None
+
+
+class LogStatus(BaseModel):
+    pending_rows: int
+    written_rows: int
+    dropped_rows: int
+    last_error: str | None
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models: dict[str, ModelStatus]
+    config_errors: dict[str, str]
+    prediction_log: LogStatus
+
+
+class ModelInfo(BaseModel):
+    name: str
+    alias: str
+    ready: bool
+    version: str | None
+    run_id: str | None
+    source: str | None
+    loaded_at: str | None
+    champion_version: str | None
+    last_checked_at: str | None
+    last_error: str | None
+    max_batch_size: int
+    features: list[str]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestRejected(413, "body_too_large", f"the body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestRejected(413, "body_too_large", f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _rejected(request: Request, exc: RequestRejected) -> JSONResponse:
+    return exc.to_response()
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    return given if given and REQUEST_ID_PATTERN.match(given) else uuid.uuid4().hex
+
+
+def create_app(
+    models_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    poll_seconds: float | None = None,
+    admin_token: str | None = None,
+    data_dir: Path | None = None,
+    log_flush_seconds: float = 1.0,
+) -> FastAPI:
+    """Build the prediction service. Nothing starts until the app's lifespan begins (uvicorn).
+
+    Args:
+        models_dir: Folder of model configs (default `settings.models_dir()`).
+        tracking_uri: MLflow tracking and registry URI (default `settings.mlflow_tracking_uri()`).
+        poll_seconds: How often the alias is read (default `MLOPS_SERVING_POLL_SECONDS` or 5).
+        admin_token: Token of the reload endpoint (default `MLOPS_SERVING_ADMIN_TOKEN`; unset
+            disables reloading over HTTP).
+        data_dir: Root of the prediction log (default `settings.data_dir()`).
+        log_flush_seconds: How often buffered predictions are written.
+    """
+    if poll_seconds is None:
+        poll_seconds = float(os.environ.get("MLOPS_SERVING_POLL_SECONDS", DEFAULT_POLL_SECONDS))
+    token = admin_token if admin_token is not None else os.environ.get("MLOPS_SERVING_ADMIN_TOKEN", "")
+    service = PredictionService(
+        models_dir, tracking_uri or settings.mlflow_tracking_uri(), poll_seconds, data_dir, log_flush_seconds
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="Prediction service",
+        summary=f"Serves the `{CHAMPION}` version of each configured model and logs every prediction.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_exception_handler(RequestRejected, _rejected)
+    def require_admin(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_BEARER)]) -> None:
+        if not token:
+            raise RequestRejected(403, "reload_disabled", "reloading is disabled: MLOPS_SERVING_ADMIN_TOKEN is not set")
+        if credentials is None:
+            raise RequestRejected(401, "unauthorized", "send the header 'Authorization: Bearer <admin token>'")
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise RequestRejected(403, "forbidden", "the admin token is wrong")
+
+    request_schemas = [record_json_schema(slot.config) for slot in service.slots.values()]
+    largest_batch = max((slot.validator.max_batch_size for slot in service.slots.values()), default=1)
+
+    @app.post(
+        "/models/{model}/predict",
+        response_model=PredictResponse,
+        responses=_errors(400, 404, 413, 422, 500, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["records"],
+            "additionalProperties": False,
+            "properties": {"records": {
+                "type": "array", "minItems": 1, "maxItems": largest_batch,
+                "items": {"oneOf": request_schemas} if request_schemas else {"type": "object"},
+                "description": "At most the model's `serving.max_batch_size` records.",
+            }},
+        }}}}},
+    )
+    async def predict(model: str, request: Request) -> Response:
+        """Score records with the model's champion; every prediction is written to the prediction log.
+
+        Scoring runs on the event loop: with one worker process and the GIL, a hop to a thread
+        adds latency to a single-row request without adding throughput.
+        """
+        limit = service.slot(model).validator.max_body_bytes
+        request_id = _request_id(request)
+        content = service.predict(model, await _read_body(request, limit), request_id)
+        return Response(content, media_type="application/json", headers={"X-Request-ID": request_id})
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> dict[str, Any]:
+        """The service is up (always 200); each model's readiness, version and last error."""
+        return service.health()
+
+    @app.get("/models/{model}", response_model=ModelInfo, responses=_errors(404))
+    async def model_info(model: str) -> dict[str, Any]:
+        """The version served for `model`, where it came from, and the last alias check."""
+        return service.slot(model).status()
+
+    @app.post(
+        "/models/{model}/reload",
+        response_model=ModelInfo,
+        responses=_errors(401, 403, 404, 502),
+        dependencies=[Depends(require_admin)],
+    )
+    def reload(model: str) -> dict[str, Any]:
+        """Read the alias and load its version now, even if it is the one served.
+
+        502 when the version cannot be loaded (the previous one keeps serving).
+        """
+        slot = service.slot(model)
+        error = service.follower.refresh(slot, force=True)
+        if error:
+            raise RequestRejected(502, "reload_failed", error)
+        return slot.status()
+
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """Build the module-level `app` on first access, so that importing this module reads nothing."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""The demo's synthetic data world: demo data, not production code."""

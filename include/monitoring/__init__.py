@@ -1,0 +1,1 @@
+"""Monitoring: drift, realized performance on delayed labels, the retrain policy and alerts."""
