@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from tests.test_detection_quality import income_shift_reaches_effect_size
+from tests.monitoring.test_detection_quality import income_shift_reaches_effect_size
 
 from include.core import registry, settings
 from include.core.config import ModelConfig, load_model_config

@@ -14,7 +14,7 @@ the check. The champion is a real model fitted by `include.training.training.fit
 |                                     | size the sensor is configured to see (K-S D of 0.1)      |
 | sudden concept drift                | a request within label delay + 3 days of the onset       |
 
-Run `python -m tests.test_detection_quality` to print the table of measured days.
+Run `python -m tests.monitoring.test_detection_quality` to print the table of measured days.
 """
 
 from __future__ import annotations
