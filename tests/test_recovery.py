@@ -30,7 +30,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from tests.monitoring.test_detection_quality import income_shift_reaches_effect_size
 
 from include.core import registry, settings
 from include.core.config import ModelConfig, load_model_config
@@ -40,6 +39,7 @@ from include.monitoring.drift import ReferenceProfile, reference_profile_path
 from include.replay.driver import ClosedLoop, DayOutcome
 from include.training.evaluation import positive_scores
 from tests.ct_world import ready_mlflow
+from tests.monitoring.test_detection_quality import income_shift_reaches_effect_size
 
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / "credit_default.yaml"
 FIRST_DAY = dt.date(2026, 1, 1)
