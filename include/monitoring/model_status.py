@@ -1,0 +1,715 @@
+"""Where each model's loop stands: champion, candidates, checks, quarantine and reports, read for people.
+
+The MLOps pages of the Airflow UI show what the loop already records, and nothing else:
+
+- the MLflow registry: the aliases, and on every version the gate verdict (`gate_passed`,
+  `gate_summary`, `compared_with_champion`, `champion_degraded`), the Airflow run that made it and
+  its trigger (`airflow_trigger`), and what delivery did to it (`promoted_at`,
+  `deployment_forced_by`, `deployment_force_reason`, `rollback_reason`, `deployment_failure`);
+- the champion history (`include.core.champion_history`): every move of `@champion`, its event and
+  the data day it took effect;
+- the monitoring history (`include.monitoring.retrain_policy.read_history`): one row per checked
+  (day, version), with drift share, `score__<column>` scores, realized metric and the decision;
+- the files: quarantined batches beside their `validation.json`, the Evidently reports of the
+  drift sensor, the GX Data Docs sites, and the replay's `latest` output.
+
+Everything returned is plain JSON-able data (dates as ISO strings, versions as strings) and file
+locations are POSIX paths relative to one of three roots, named by `root`: "reports"
+(`settings.reports_dir()`), "data" (`settings.data_dir()`) or "state" (`settings.state_dir()`).
+This module never writes: a tracking store that does not exist yet is read as an empty registry
+rather than created.
+
+Speed. A fleet page shows 50 models, so nothing is read twice while it has not changed: each
+file's parse is kept under its (mtime, size); folder scans and MLflow data are kept for
+`TTL_SECONDS` at most. MLflow is asked twice per call whatever the number of models (registered
+models with their aliases, and every version with its tags, `name IN (...)`), and only for the
+models whose data is older than the TTL or whose champion history changed since: a promotion
+writes the champion history, so the page sees it at once. Results are shared between calls:
+callers must not modify them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from include.core import champion_history, settings, storage
+
+if TYPE_CHECKING:
+    from include.core.config import ModelConfig
+
+TTL_SECONDS = 5.0
+"""How long MLflow data and folder scans are reused. Files read whole are reused until they change."""
+
+MLFLOW_BATCH = 50
+"""Model names per `name IN (...)` search."""
+
+LEVEL0_GATE_SUMMARY = "level 0: no gate"
+"""`include.training.continuous_training.LEVEL0_GATE_SUMMARY`, repeated here so that the UI does not import
+the training stack (scikit-learn) to read a tag; a test keeps the two equal."""
+
+TAG_TRIGGER = "airflow_trigger"
+TAG_DAG_ID = "airflow_dag_id"
+TAG_RUN_ID = "airflow_run_id"
+TAG_GATE_PASSED = "gate_passed"
+TAG_GATE_SUMMARY = "gate_summary"
+TAG_COMPARED_WITH = "compared_with_champion"
+TAG_CHAMPION_DEGRADED = "champion_degraded"
+TAG_FORCED_BY = "deployment_forced_by"
+TAG_FORCE_REASON = "deployment_force_reason"
+TAG_PROMOTED_AT = "promoted_at"
+TAG_ROLLBACK_REASON = "rollback_reason"
+TAG_FAILURE = "deployment_failure"
+"""Tag names of `include.core.registry` and `include.delivery.deployment` (a test keeps them equal), repeated
+so that importing this module costs no MLflow, numpy or scikit-learn import."""
+
+ALIASES = ("champion", "challenger", "previous_champion")
+REPORT_KINDS = ("data_drift", "prediction_drift")
+DATA_DOCS_SUITES = ("features", "labels")
+
+_cache: dict[tuple, tuple[Any, Any]] = {}
+_registry_cache: dict[tuple[str, str], _Registry] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget everything read so far (tests, or after a state folder was replaced)."""
+    with _lock:
+        _cache.clear()
+        _registry_cache.clear()
+
+
+# --- the public calls ----------------------------------------------------------------------------
+
+
+def fleet_status(configs: Iterable[ModelConfig]) -> list[dict]:
+    """One summary row per model, in the order given (the fleet page).
+
+    Returns:
+        [{"model", "owner", "champion", "challenger", "last_training", "last_check", "degraded",
+          "alert", "quarantined_batches"}], see the module's contract.
+    """
+    configs = list(configs)
+    registries = _registries([config.name for config in configs])
+    return [_summary(config, registries[config.name]) for config in configs]
+
+
+def model_status(config: ModelConfig) -> dict:
+    """Everything a model page shows: summary, aliases, version timeline, monitoring series,
+    quarantined batches, reports, Data Docs and the latest replay.
+
+    A model with no champion, no versions and no history yields the same keys, with None and empty lists.
+    """
+    facts = _registries([config.name])[config.name]
+    moves = _moves(config.name, facts)
+    monitoring = _monitoring(config)
+    return {
+        "summary": _summary(config, facts),
+        "aliases": {alias: _alias_detail(facts, alias) for alias in ALIASES},
+        "timeline": _memo(("timeline", config.name), (id(facts), id(moves)), lambda: _timeline(facts, moves)),
+        "monitoring": {
+            "metric": config.evaluation.primary_metric,
+            **{key: monitoring[key] for key in ("days", "drift_share", "realized_metric", "columns", "requests")},
+            "column_methods": _column_methods(config),
+            "promotions": [{"day": move.day, "version": move.version, "event": move.label} for move in moves],
+        },
+        "quarantine": _quarantine_details(config.name),
+        "reports": _reports(config.name),
+        "data_docs": _data_docs(config.name),
+        "replay": _replay(config.name),
+    }
+
+
+def reports_of_day(config: ModelConfig, day: dt.date) -> list[dict]:
+    """The reports made for one data day (what a drift-check or validation task made): the drift
+    sensor's Evidently reports of every version checked that day, then the day's Data Docs sites.
+
+    Returns:
+        [{"day", "kind": "data_drift" | "prediction_drift" | "data_docs", "version" (None for Data Docs),
+          "suite" (None for drift reports), "root": "reports", "path"}].
+    """
+    wanted = day.isoformat()
+    drift = [{**report, "suite": None} for report in _reports(config.name) if report["day"] == wanted]
+    docs = [{**site, "kind": "data_docs", "version": None} for site in _data_docs(config.name) if site["day"] == wanted]
+    return drift + docs
+
+
+# --- caching -------------------------------------------------------------------------------------
+
+
+def _memo(slot: tuple, key: Any, compute: Callable[[], Any]) -> Any:
+    """`compute()`, reused while `key` is unchanged. The slot carries the roots, so that two state
+    folders (two tests, or a test and the live stack) never share an entry."""
+    slot = (settings.state_dir(), settings.data_dir(), settings.reports_dir(), *slot)
+    hit = _cache.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    value = compute()
+    _cache[slot] = (key, value)
+    return value
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What says a file changed: its (mtime in ns, size), None when it does not exist."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def _ttl_bucket() -> int:
+    """The current TTL period: a scan keyed by it is redone at most every `TTL_SECONDS`."""
+    return int(time.monotonic() // TTL_SECONDS)
+
+
+# --- the MLflow registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Version:
+    version: str
+    registered_at: str
+    run_id: str | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Registry:
+    """One model's registry as read at `fetched` (monotonic), when its champion history had `history_stamp`."""
+
+    versions: dict[str, _Version]
+    aliases: dict[str, str]
+    fetched: float
+    history_stamp: tuple[int, int] | None
+
+    def newest_first(self) -> list[_Version]:
+        return sorted(self.versions.values(), key=lambda found: int(found.version), reverse=True)
+
+    def alias(self, name: str) -> _Version | None:
+        version = self.aliases.get(name)
+        return None if version is None else self.versions.get(version)
+
+
+def _registries(models: list[str]) -> dict[str, _Registry]:
+    """The registry facts of `models`, fetched again (all stale ones together) after `TTL_SECONDS`
+    or when a model's champion history changed since they were read."""
+    uri = settings.mlflow_tracking_uri()
+    now = time.monotonic()
+    found: dict[str, _Registry] = {}
+    stale: dict[str, tuple[int, int] | None] = {}
+    for model in models:
+        stamp = _stamp(champion_history.history_path(model))
+        cached = _registry_cache.get((uri, model))
+        if cached is None or now - cached.fetched > TTL_SECONDS or cached.history_stamp != stamp:
+            stale[model] = stamp
+        else:
+            found[model] = cached
+    if stale:
+        versions, aliases = _fetch_registry(uri, list(stale))
+        for model, stamp in stale.items():
+            facts = _Registry(versions.get(model, {}), aliases.get(model, {}), now, stamp)
+            _registry_cache[(uri, model)] = found[model] = facts
+    return found
+
+
+def _fetch_registry(uri: str, models: list[str]) -> tuple[dict[str, dict[str, _Version]], dict[str, dict[str, str]]]:
+    """Every version (with tags) and every alias of `models`: two searches per `MLFLOW_BATCH` models."""
+    versions: dict[str, dict[str, _Version]] = {}
+    aliases: dict[str, dict[str, str]] = {}
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
+        return versions, aliases  # nothing was ever registered; opening the store would create it
+    client = _client(uri)
+    for start in range(0, len(models), MLFLOW_BATCH):
+        names = ", ".join("'" + name.replace("'", "\\'") + "'" for name in models[start:start + MLFLOW_BATCH])
+        query = f"name IN ({names})"
+        for registered in _all_pages(lambda token, query=query: client.search_registered_models(
+                query, max_results=1000, page_token=token)):
+            aliases[registered.name] = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+        for found in _all_pages(lambda token, query=query: client.search_model_versions(
+                query, max_results=10_000, page_token=token)):
+            versions.setdefault(found.name, {})[str(found.version)] = _Version(
+                version=str(found.version),
+                registered_at=_iso_from_ms(found.creation_timestamp),
+                run_id=found.run_id or None,
+                tags=dict(found.tags or {}),
+            )
+    return versions, aliases
+
+
+def _all_pages(search: Callable[[str | None], Any]) -> list:
+    found, token = [], None
+    while True:
+        page = search(token)
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
+
+
+_clients: dict[str, Any] = {}
+
+
+def _client(uri: str):
+    """One MlflowClient per tracking URI, made without touching MLflow's process-wide URIs."""
+    if uri not in _clients:
+        from mlflow import MlflowClient
+
+        _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _clients[uri]
+
+
+def _iso_from_ms(milliseconds: int | None) -> str | None:
+    if milliseconds is None:
+        return None
+    return dt.datetime.fromtimestamp(milliseconds / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _gate_passed(version: _Version) -> bool | None:
+    """The gate's verdict on the version; None when no gate judged it (Level 0, or no verdict recorded)."""
+    tag = version.tags.get(TAG_GATE_PASSED)
+    if tag is None or version.tags.get(TAG_GATE_SUMMARY) == LEVEL0_GATE_SUMMARY:
+        return None
+    return tag == "true"
+
+
+def _alias_detail(facts: _Registry, alias: str) -> dict | None:
+    version = facts.alias(alias)
+    if version is None:
+        return None
+    return {
+        "version": version.version,
+        "registered_at": version.registered_at,
+        "gate_passed": _gate_passed(version),
+        "gate_summary": version.tags.get(TAG_GATE_SUMMARY),
+        "compared_with": version.tags.get(TAG_COMPARED_WITH),
+        "run_id": version.run_id,
+        "serving_from": version.tags.get(champion_history.TAG_SERVING_FROM),
+    }
+
+
+# --- champion moves ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One move of `@champion` from the champion history, with the version it replaced."""
+
+    version: str | None
+    previous: str | None
+    day: str
+    event: str
+    label: str  # promotion | forced | rollback | undo
+    at: str | None
+
+
+def _moves(model: str, facts: _Registry) -> list[_Move]:
+    """The champion history as moves, oldest first (a promotion of a version a person forced is "forced")."""
+
+    def build() -> list[_Move]:
+        moves, previous = [], None
+        for change in champion_history.read_history(model):
+            label = change.event
+            version = facts.versions.get(change.version or "")
+            if change.event == champion_history.PROMOTION and version is not None and _was_forced(version):
+                label = "forced"
+            moves.append(_Move(change.version, previous, change.effective_day.isoformat(), change.event, label,
+                               change.recorded_at or None))
+            previous = change.version
+        return moves
+
+    stamp = _stamp(champion_history.history_path(model))
+    return _memo(("moves", model), (stamp, id(facts)), build)
+
+
+def _was_forced(version: _Version) -> bool:
+    return TAG_FORCED_BY in version.tags and version.tags.get(TAG_GATE_PASSED) != "true"
+
+
+def _champion(facts: _Registry, moves: list[_Move]) -> dict | None:
+    version = facts.alias("champion")
+    if version is None:
+        return None
+    move = next((move for move in reversed(moves) if move.version == version.version), None)
+    if move is None:  # an alias set before the champion history existed
+        return {"version": version.version, "since_day": version.tags.get(champion_history.TAG_SERVING_FROM),
+                "promoted_at": version.tags.get(TAG_PROMOTED_AT),
+                "event": "forced" if _was_forced(version) else champion_history.PROMOTION}
+    return {"version": version.version, "since_day": move.day, "promoted_at": move.at, "event": move.label}
+
+
+# --- the summary row -----------------------------------------------------------------------------
+
+
+def _summary(config: ModelConfig, facts: _Registry) -> dict:
+    moves = _moves(config.name, facts)
+    newest = next(iter(facts.newest_first()), None)
+    degraded, alert_possible = _degradation(facts)
+    return {
+        "model": config.name,
+        "owner": config.owner,
+        "champion": _champion(facts, moves),
+        "challenger": facts.aliases.get("challenger"),
+        "last_training": None if newest is None else {
+            "version": newest.version,
+            "registered_at": newest.registered_at,
+            "reason": newest.tags.get(TAG_TRIGGER),
+            "gate_passed": _gate_passed(newest),
+            "gate_summary": newest.tags.get(TAG_GATE_SUMMARY),
+        },
+        "last_check": _monitoring(config)["last_check"],
+        "degraded": degraded,
+        "alert": _alert(config, facts) if alert_possible else None,
+        "quarantined_batches": sum(len(batches) for batches in _quarantine_folders(config.name).values()),
+    }
+
+
+def _degradation(facts: _Registry) -> tuple[bool, bool]:
+    """(Is the champion degraded, per the newest verdict judged against it; could the degraded-champion
+    alert fire: that newest verdict is also a rejection, where `alerts` starts counting)."""
+    champion = facts.aliases.get("champion")
+    if champion is None:
+        return False, False
+    judged = next((version for version in facts.newest_first() if version.tags.get(TAG_COMPARED_WITH) == champion),
+                  None)
+    if judged is None:
+        return False, False
+    degraded = judged.tags.get(TAG_CHAMPION_DEGRADED) == "true"
+    return degraded, degraded and judged.tags.get(TAG_GATE_PASSED) == "false"
+
+
+def _alert(config: ModelConfig, facts: _Registry) -> str | None:
+    """`alerts.degraded_champion_alert`'s message, asked only when it could fire, once per registry read."""
+
+    def build() -> str | None:
+        from include.monitoring import alerts
+
+        raised = alerts.degraded_champion_alert(config)
+        return None if raised is None else raised["message"]
+
+    return _memo(("alert", config.name), id(facts), build)
+
+
+# --- the version timeline ------------------------------------------------------------------------
+
+
+def _timeline(facts: _Registry, moves: list[_Move]) -> list[dict]:
+    """One entry per version, newest first, each with its events in the order they happened."""
+    holders: dict[str, list[str]] = {}
+    for alias, version in facts.aliases.items():
+        holders.setdefault(version, []).append(alias)
+    entries = []
+    for version in facts.newest_first():
+        tags = version.tags
+        entries.append({
+            "version": version.version,
+            "registered_at": version.registered_at,
+            "reason": tags.get(TAG_TRIGGER),
+            "airflow_dag_id": tags.get(TAG_DAG_ID),
+            "airflow_run_id": tags.get(TAG_RUN_ID),
+            "gate_passed": _gate_passed(version),
+            "gate_summary": tags.get(TAG_GATE_SUMMARY),
+            "compared_with": tags.get(TAG_COMPARED_WITH),
+            "aliases": sorted(holders.get(version.version, []), key=ALIASES.index),
+            "events": _events(version, moves),
+        })
+    return entries
+
+
+def _events(version: _Version, moves: list[_Move]) -> list[dict]:
+    tags = version.tags
+    trigger = tags.get(TAG_TRIGGER)
+    made_by = tags.get(TAG_DAG_ID) or "an unknown run"
+    events = [_event("registered", version.registered_at, None,
+                     f"registered by {made_by}" + (f" (trigger: {trigger})" if trigger else ""))]
+    passed = _gate_passed(version)
+    if passed is not None:
+        compared = tags.get(TAG_COMPARED_WITH)
+        against = (f"judged against @champion version {compared}" if compared and compared != "none"
+                   else "no champion to judge against")
+        events.append(_event("gate_passed" if passed else "gate_rejected", version.registered_at, None,
+                             f"{tags.get(TAG_GATE_SUMMARY, 'no summary recorded')} ({against})"))
+    failure_told = False
+    for move in moves:
+        if move.version == version.version:
+            events.append(_arrival(version, move))
+        elif move.previous == version.version:
+            if move.event == champion_history.UNDO and TAG_FAILURE in tags and not failure_told:
+                events.append(_event("deployment_failed", move.at, move.day, tags[TAG_FAILURE]))
+                failure_told = True
+            departure = _departure(version, move)
+            if departure is not None:
+                events.append(departure)
+    if not any(move.version == version.version for move in moves) and TAG_PROMOTED_AT in tags:
+        # promoted before the champion history existed: only the tags tell
+        events.append(_event("forced" if _was_forced(version) else "promoted", tags[TAG_PROMOTED_AT],
+                             tags.get(champion_history.TAG_SERVING_FROM), "promoted to @champion"))
+    if TAG_FAILURE in tags and not failure_told:
+        events.append(_event("deployment_failed", tags.get(TAG_PROMOTED_AT), None, tags[TAG_FAILURE]))
+    return events
+
+
+def _arrival(version: _Version, move: _Move) -> dict:
+    """The event of `version` becoming `@champion` by `move`."""
+    replacing = f"replacing version {move.previous}" if move.previous else "the first champion"
+    if move.label == "forced":
+        tags = version.tags
+        detail = (f"forced to @champion by {tags.get(TAG_FORCED_BY, 'unknown')}: "
+                  f"{tags.get(TAG_FORCE_REASON, 'no reason recorded')} (the gate had not passed it; {replacing})")
+        return _event("forced", move.at, move.day, detail)
+    if move.event == champion_history.ROLLBACK:
+        detail = f"back to @champion by a rollback from version {move.previous}"
+    elif move.event == champion_history.UNDO:
+        detail = f"back to @champion: the promotion of version {move.previous} was undone"
+    else:
+        detail = f"promoted to @champion, {replacing}"
+    return _event("promoted", move.at, move.day, f"{detail}; serves from {move.day}")
+
+
+def _departure(version: _Version, move: _Move) -> dict | None:
+    """The event of `version` losing `@champion` by `move` (None for a promotion of another version: the
+    successor's own event tells it)."""
+    reason = version.tags.get(TAG_ROLLBACK_REASON, "no reason recorded")
+    successor = f"version {move.version}" if move.version else "no version"
+    if move.event == champion_history.ROLLBACK:
+        return _event("rolled_back", move.at, move.day, f"rolled back ({reason}); {successor} serves from {move.day}")
+    if move.event == champion_history.UNDO:
+        return _event("undone", move.at, move.day, f"promotion undone ({reason}); {successor} serves from {move.day}")
+    return None
+
+
+def _event(kind: str, at: str | None, day: str | None, detail: str) -> dict:
+    return {"kind": kind, "at": at, "day": day, "detail": detail}
+
+
+# --- the monitoring history ----------------------------------------------------------------------
+
+
+def _monitoring(config: ModelConfig) -> dict:
+    """The drift sensor's history, one point per checked day (the check of the version that served it),
+    read once per change of the history or of the champion history."""
+    from include.monitoring.retrain_policy import history_path
+
+    path = history_path(config.name)
+    key = (_stamp(path), _stamp(champion_history.history_path(config.name)), config.evaluation.primary_metric)
+    return _memo(("monitoring", config.name), key, lambda: _read_monitoring(config, path))
+
+
+def _read_monitoring(config: ModelConfig, path: Path) -> dict:
+    empty = {"days": [], "drift_share": [], "realized_metric": [], "columns": {}, "requests": [], "last_check": None}
+    if not path.exists():
+        return empty
+    import pandas as pd
+
+    from include.monitoring.retrain_policy import SCORE_PREFIX
+
+    frame = pd.read_parquet(path)
+    if not len(frame):
+        return empty
+    frame["day"] = pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d")
+    frame["model_version"] = frame["model_version"].astype(str)
+    frame["_number"] = pd.to_numeric(frame["model_version"], errors="coerce").fillna(-1)
+    changes = champion_history.read_history(config.name)
+    if changes:
+        effective = [change.effective_day.isoformat() for change in changes]
+        served = frame["day"].map(lambda day: changes[index].version
+                                  if (index := bisect_right(effective, day) - 1) >= 0 else None)
+        frame["_served"] = frame["model_version"] == served
+    else:
+        frame["_served"] = False
+    # of each day the served version's check, else the check of the newest version
+    frame = frame.sort_values(["day", "_served", "_number"]).drop_duplicates("day", keep="last")
+
+    def values(column: str) -> list:
+        if column not in frame:
+            return [None] * len(frame)
+        series = frame[column]
+        return series.astype(object).where(series.notna(), None).tolist()
+
+    requests = frame[frame["retrain"].astype(bool)]
+    last = frame.iloc[-1]
+    drifted = values("dataset_drifted")[-1]
+    return {
+        "days": frame["day"].tolist(),
+        "drift_share": values("drift_share"),
+        "realized_metric": values("realized_metric"),
+        "columns": {name.removeprefix(SCORE_PREFIX): values(name) for name in frame.columns
+                    if name.startswith(SCORE_PREFIX)},
+        "requests": [
+            {"day": row["day"], "reason": _text(row.get("reason")), "explanation": _text(row.get("explanation"))}
+            for row in requests.to_dict("records")
+        ],
+        "last_check": {
+            "day": last["day"],
+            "model_version": last["model_version"],
+            "drift_share": values("drift_share")[-1],
+            "dataset_drifted": None if drifted is None else bool(drifted),
+            "realized_metric": values("realized_metric")[-1],
+            "metric": config.evaluation.primary_metric,
+            "retrain": bool(last["retrain"]),
+            "explanation": _text(last.get("explanation")) or "",
+        },
+    }
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value != value else str(value)  # NaN is not equal to itself
+
+
+def _column_methods(config: ModelConfig) -> dict[str, str]:
+    """How to read each column's score (`ks`, `chisquare`: a p-value; `psi`, `wasserstein`: a distance)."""
+    from include.monitoring.drift import column_methods
+
+    try:
+        return {name: chosen.method for name, chosen in column_methods(config).items()}
+    except ValueError:
+        return {}
+
+
+# --- files: quarantine, reports, Data Docs, replay -----------------------------------------------
+
+
+def _quarantine_folders(model: str) -> dict[str, list[Path]]:
+    """The quarantine folders by day, oldest day first (a listing redone when a day folder changes)."""
+    root = storage.model_root(model) / "quarantine"
+    try:
+        days = sorted(entry.path for entry in os.scandir(root) if entry.is_dir() and entry.name.startswith("day="))
+    except OSError:
+        return {}
+    key = tuple((day, _stamp(Path(day))) for day in days)
+
+    def listing() -> dict[str, list[Path]]:
+        found = {}
+        for day in days:
+            folders = storage.quarantined_batches(model, dt.date.fromisoformat(Path(day).name.removeprefix("day=")))
+            if folders:
+                found[Path(day).name.removeprefix("day=")] = folders
+        return found
+
+    return _memo(("quarantine", model), key, listing)
+
+
+def _quarantine_details(model: str) -> list[dict]:
+    """Each quarantined batch with the rules it failed, newest day first."""
+    found = []
+    for day, folders in reversed(_quarantine_folders(model).items()):
+        for folder in folders:
+            report_path = folder / storage.REPORT_FILE
+            report = _memo(("validation", str(report_path)), _stamp(report_path),
+                           lambda path=report_path: _report(path))
+            batches = sorted(entry.name for entry in os.scandir(folder) if entry.name != storage.REPORT_FILE)
+            found.append({
+                "day": day,
+                "batch": batches[0] if batches else None,
+                "suite": report.get("suite_kind"),
+                "message": report.get("message"),
+                "failed_rules": report["failed_rules"],
+                "curated": storage.curated_path(model, dt.date.fromisoformat(day)).exists(),
+                "folder": {"root": "data", "path": folder.relative_to(settings.data_dir()).as_posix()},
+            })
+    return found
+
+
+def _report(path: Path) -> dict:
+    """What the page needs of a `validation.json`: its suite, its message and each failed rule in words."""
+    from include.data.validation import Finding
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"failed_rules": [f"{path.name} is missing or unreadable"]}
+    rules = []
+    for failure in report.get("blocking_failures") or []:
+        try:
+            rules.append(str(Finding(**failure)))
+        except TypeError:
+            rules.append(str(failure))
+    return {"suite_kind": report.get("suite_kind"), "message": report.get("message"), "failed_rules": rules}
+
+
+def _reports(model: str) -> list[dict]:
+    """The drift sensor's Evidently HTML reports, newest day first (a scan kept for `TTL_SECONDS`)."""
+    root = settings.reports_dir()
+    drift = root / model / "drift"
+
+    def scan() -> list[dict]:
+        found = []
+        for day_dir in _subfolders(drift, "day="):
+            for version_dir in _subfolders(day_dir, "version="):
+                for kind in REPORT_KINDS:
+                    html = version_dir / f"{kind}.html"
+                    if html.is_file():
+                        found.append({"day": day_dir.name.removeprefix("day="),
+                                      "version": version_dir.name.removeprefix("version="), "kind": kind,
+                                      "root": "reports", "path": html.relative_to(root).as_posix()})
+        found.sort(key=lambda report: (report["day"], _version_order(report["version"])), reverse=True)
+        return found
+
+    return _memo(("reports", model), (_stamp(drift), _ttl_bucket()), scan)
+
+
+def _data_docs(model: str) -> list[dict]:
+    """The GX Data Docs sites of the model's validations, newest day first (a scan kept for `TTL_SECONDS`)."""
+    root = settings.reports_dir()
+    sites = root / "gx" / model
+
+    def scan() -> list[dict]:
+        found = []
+        for day_dir in reversed(_subfolders(sites, "day=")):
+            for suite in DATA_DOCS_SUITES:
+                index = day_dir / suite / "index.html"
+                if index.is_file():
+                    found.append({"day": day_dir.name.removeprefix("day="), "suite": suite, "root": "reports",
+                                  "path": index.relative_to(root).as_posix()})
+        return found
+
+    return _memo(("data_docs", model), (_stamp(sites), _ttl_bucket()), scan)
+
+
+def _subfolders(folder: Path, prefix: str) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return sorted(Path(entry.path) for entry in entries if entry.name.startswith(prefix) and entry.is_dir())
+
+
+def _replay(model: str) -> dict | None:
+    """The newest replay of the model (`<state>/replay/<model>/latest`), or None when none was made."""
+    root = settings.state_dir()
+    models = root / "replay" / model
+    try:
+        created = Path(os.readlink(models / "latest")).name
+    except OSError:
+        return None
+    folder = models / created
+    summary_path = folder / "summary.json"
+
+    def read() -> dict | None:
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return {
+            "root": "state",
+            "png": (folder / "replay.png").relative_to(root).as_posix() if (folder / "replay.png").is_file() else None,
+            "report": (folder / "report.md").relative_to(root).as_posix() if (folder / "report.md").is_file() else None,
+            "summary": summary,
+            "created": created,
+        }
+
+    return _memo(("replay", model), (created, _stamp(summary_path)), read)
