@@ -33,11 +33,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -78,14 +77,13 @@ DATA_DOCS_SUITES = ("features", "labels")
 
 _cache: dict[tuple, tuple[Any, Any]] = {}
 _registry_cache: dict[tuple[str, str], _Registry] = {}
-_lock = threading.Lock()
 
 
 def clear_cache() -> None:
     """Forget everything read so far (tests, or after a state folder was replaced)."""
-    with _lock:
-        _cache.clear()
-        _registry_cache.clear()
+    _cache.clear()
+    _registry_cache.clear()
+    _paths.clear()
 
 
 # --- the public calls ----------------------------------------------------------------------------
@@ -98,9 +96,10 @@ def fleet_status(configs: Iterable[ModelConfig]) -> list[dict]:
         [{"model", "owner", "champion", "challenger", "last_training", "last_check", "degraded",
           "alert", "quarantined_batches"}], see the module's contract.
     """
-    configs = list(configs)
-    registries = _registries([config.name for config in configs])
-    return [_summary(config, registries[config.name]) for config in configs]
+    roots = _roots()
+    models = [_Model(roots, config) for config in configs]
+    registries = _registries(roots, models)
+    return [_summary(model, registries[model.name]) for model in models]
 
 
 def model_status(config: ModelConfig) -> dict:
@@ -109,23 +108,24 @@ def model_status(config: ModelConfig) -> dict:
 
     A model with no champion, no versions and no history yields the same keys, with None and empty lists.
     """
-    facts = _registries([config.name])[config.name]
-    moves = _moves(config.name, facts)
-    monitoring = _monitoring(config)
+    model = _Model(_roots(), config)
+    facts = _registries(model.roots, [model])[model.name]
+    moves = _moves(model, facts)
+    monitoring = _monitoring(model)
     return {
-        "summary": _summary(config, facts),
+        "summary": _summary(model, facts),
         "aliases": {alias: _alias_detail(facts, alias) for alias in ALIASES},
-        "timeline": _memo(("timeline", config.name), (id(facts), id(moves)), lambda: _timeline(facts, moves)),
+        "timeline": model.memo("timeline", (facts, moves), lambda: _timeline(facts, moves)),
         "monitoring": {
             "metric": config.evaluation.primary_metric,
             **{key: monitoring[key] for key in ("days", "drift_share", "realized_metric", "columns", "requests")},
-            "column_methods": _column_methods(config),
+            "column_methods": model.memo("column_methods", config, lambda: _column_methods(config)),
             "promotions": [{"day": move.day, "version": move.version, "event": move.label} for move in moves],
         },
-        "quarantine": _quarantine_details(config.name),
-        "reports": _reports(config.name),
-        "data_docs": _data_docs(config.name),
-        "replay": _replay(config.name),
+        "quarantine": _quarantine_details(model),
+        "reports": _reports(model),
+        "data_docs": _data_docs(model),
+        "replay": _replay(model),
     }
 
 
@@ -137,28 +137,78 @@ def reports_of_day(config: ModelConfig, day: dt.date) -> list[dict]:
         [{"day", "kind": "data_drift" | "prediction_drift" | "data_docs", "version" (None for Data Docs),
           "suite" (None for drift reports), "root": "reports", "path"}].
     """
+    model = _Model(_roots(), config)
     wanted = day.isoformat()
-    drift = [{**report, "suite": None} for report in _reports(config.name) if report["day"] == wanted]
-    docs = [{**site, "kind": "data_docs", "version": None} for site in _data_docs(config.name) if site["day"] == wanted]
+    drift = [{**report, "suite": None} for report in _reports(model) if report["day"] == wanted]
+    docs = [{**site, "kind": "data_docs", "version": None} for site in _data_docs(model) if site["day"] == wanted]
     return drift + docs
 
 
-# --- caching -------------------------------------------------------------------------------------
+# --- where things are, and caching ---------------------------------------------------------------
 
 
-def _memo(slot: tuple, key: Any, compute: Callable[[], Any]) -> Any:
-    """`compute()`, reused while `key` is unchanged. The slot carries the roots, so that two state
-    folders (two tests, or a test and the live stack) never share an entry."""
-    slot = (settings.state_dir(), settings.data_dir(), settings.reports_dir(), *slot)
-    hit = _cache.get(slot)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    value = compute()
-    _cache[slot] = (key, value)
-    return value
+@dataclass(frozen=True)
+class _Roots:
+    """The three file roots and the tracking store of one call (tests switch them between calls)."""
+
+    state: Path
+    data: Path
+    reports: Path
+    tracking_uri: str
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _roots() -> _Roots:
+    return _Roots(settings.state_dir(), settings.data_dir(), settings.reports_dir(), settings.mlflow_tracking_uri())
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """Where one model's records are, from the library's own layout functions (made once per state folder)."""
+
+    champion_history: str
+    monitoring: str
+    quarantine: str
+    drift_reports: Path
+    data_docs: Path
+    replay: Path
+
+
+_paths: dict[tuple[_Roots, str], _Paths] = {}
+
+
+class _Model:
+    """One model within one call: its config, the roots, its paths, and its champion history's stamp
+    (stat once per call: several parts are keyed by it)."""
+
+    def __init__(self, roots: _Roots, config: ModelConfig):
+        self.roots, self.config, self.name = roots, config, config.name
+        paths = _paths.get((roots, self.name))
+        if paths is None:
+            from include.monitoring.retrain_policy import history_path
+
+            paths = _paths[(roots, self.name)] = _Paths(
+                champion_history=str(champion_history.history_path(self.name)),
+                monitoring=str(history_path(self.name)),
+                quarantine=str(storage.model_root(self.name) / "quarantine"),
+                drift_reports=roots.reports / self.name / "drift",
+                data_docs=roots.reports / "gx" / self.name,
+                replay=roots.state / "replay" / self.name,
+            )
+        self.paths = paths
+        self.history_stamp = _stamp(paths.champion_history)
+
+    def memo(self, part: str, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()`, reused while `key` is unchanged (per state folder, model and part)."""
+        slot = (self.roots, self.name, part)
+        hit = _cache.get(slot)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = compute()
+        _cache[slot] = (key, value)
+        return value
+
+
+def _stamp(path: str | Path) -> tuple[int, int] | None:
     """What says a file changed: its (mtime in ns, size), None when it does not exist."""
     try:
         found = os.stat(path)
@@ -191,34 +241,35 @@ class _Registry:
     aliases: dict[str, str]
     fetched: float
     history_stamp: tuple[int, int] | None
+    newest_first: list[_Version] = field(init=False)
 
-    def newest_first(self) -> list[_Version]:
-        return sorted(self.versions.values(), key=lambda found: int(found.version), reverse=True)
+    def __post_init__(self):
+        newest = sorted(self.versions.values(), key=lambda found: int(found.version), reverse=True)
+        object.__setattr__(self, "newest_first", newest)
 
     def alias(self, name: str) -> _Version | None:
         version = self.aliases.get(name)
         return None if version is None else self.versions.get(version)
 
 
-def _registries(models: list[str]) -> dict[str, _Registry]:
+def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
     """The registry facts of `models`, fetched again (all stale ones together) after `TTL_SECONDS`
     or when a model's champion history changed since they were read."""
-    uri = settings.mlflow_tracking_uri()
+    uri = roots.tracking_uri
     now = time.monotonic()
     found: dict[str, _Registry] = {}
     stale: dict[str, tuple[int, int] | None] = {}
     for model in models:
-        stamp = _stamp(champion_history.history_path(model))
-        cached = _registry_cache.get((uri, model))
-        if cached is None or now - cached.fetched > TTL_SECONDS or cached.history_stamp != stamp:
-            stale[model] = stamp
+        cached = _registry_cache.get((uri, model.name))
+        if cached is None or now - cached.fetched > TTL_SECONDS or cached.history_stamp != model.history_stamp:
+            stale[model.name] = model.history_stamp
         else:
-            found[model] = cached
+            found[model.name] = cached
     if stale:
         versions, aliases = _fetch_registry(uri, list(stale))
-        for model, stamp in stale.items():
-            facts = _Registry(versions.get(model, {}), aliases.get(model, {}), now, stamp)
-            _registry_cache[(uri, model)] = found[model] = facts
+        for name, stamp in stale.items():
+            facts = _Registry(versions.get(name, {}), aliases.get(name, {}), now, stamp)
+            _registry_cache[(uri, name)] = found[name] = facts
     return found
 
 
@@ -313,12 +364,12 @@ class _Move:
     at: str | None
 
 
-def _moves(model: str, facts: _Registry) -> list[_Move]:
+def _moves(model: _Model, facts: _Registry) -> list[_Move]:
     """The champion history as moves, oldest first (a promotion of a version a person forced is "forced")."""
 
     def build() -> list[_Move]:
         moves, previous = [], None
-        for change in champion_history.read_history(model):
+        for change in champion_history.read_history(model.name):
             label = change.event
             version = facts.versions.get(change.version or "")
             if change.event == champion_history.PROMOTION and version is not None and _was_forced(version):
@@ -328,8 +379,7 @@ def _moves(model: str, facts: _Registry) -> list[_Move]:
             previous = change.version
         return moves
 
-    stamp = _stamp(champion_history.history_path(model))
-    return _memo(("moves", model), (stamp, id(facts)), build)
+    return model.memo("moves", (model.history_stamp, facts), build)
 
 
 def _was_forced(version: _Version) -> bool:
@@ -351,9 +401,19 @@ def _champion(facts: _Registry, moves: list[_Move]) -> dict | None:
 # --- the summary row -----------------------------------------------------------------------------
 
 
-def _summary(config: ModelConfig, facts: _Registry) -> dict:
-    moves = _moves(config.name, facts)
-    newest = next(iter(facts.newest_first()), None)
+def _summary(model: _Model, facts: _Registry) -> dict:
+    """The fleet row, rebuilt only when one of its parts changed."""
+    moves = _moves(model, facts)
+    monitoring = _monitoring(model)
+    quarantined = _quarantine_folders(model)
+    return model.memo("summary", (model.config, facts, moves, monitoring, quarantined),
+                      lambda: _build_summary(model, facts, moves, monitoring, quarantined))
+
+
+def _build_summary(model: _Model, facts: _Registry, moves: list[_Move], monitoring: dict,
+                   quarantined: dict[str, list[Path]]) -> dict:
+    config = model.config
+    newest = next(iter(facts.newest_first), None)
     degraded, alert_possible = _degradation(facts)
     return {
         "model": config.name,
@@ -367,10 +427,10 @@ def _summary(config: ModelConfig, facts: _Registry) -> dict:
             "gate_passed": _gate_passed(newest),
             "gate_summary": newest.tags.get(TAG_GATE_SUMMARY),
         },
-        "last_check": _monitoring(config)["last_check"],
+        "last_check": monitoring["last_check"],
         "degraded": degraded,
-        "alert": _alert(config, facts) if alert_possible else None,
-        "quarantined_batches": sum(len(batches) for batches in _quarantine_folders(config.name).values()),
+        "alert": _alert(model, facts) if alert_possible else None,
+        "quarantined_batches": sum(len(batches) for batches in quarantined.values()),
     }
 
 
@@ -380,7 +440,7 @@ def _degradation(facts: _Registry) -> tuple[bool, bool]:
     champion = facts.aliases.get("champion")
     if champion is None:
         return False, False
-    judged = next((version for version in facts.newest_first() if version.tags.get(TAG_COMPARED_WITH) == champion),
+    judged = next((version for version in facts.newest_first if version.tags.get(TAG_COMPARED_WITH) == champion),
                   None)
     if judged is None:
         return False, False
@@ -388,16 +448,16 @@ def _degradation(facts: _Registry) -> tuple[bool, bool]:
     return degraded, degraded and judged.tags.get(TAG_GATE_PASSED) == "false"
 
 
-def _alert(config: ModelConfig, facts: _Registry) -> str | None:
+def _alert(model: _Model, facts: _Registry) -> str | None:
     """`alerts.degraded_champion_alert`'s message, asked only when it could fire, once per registry read."""
 
     def build() -> str | None:
         from include.monitoring import alerts
 
-        raised = alerts.degraded_champion_alert(config)
+        raised = alerts.degraded_champion_alert(model.config)
         return None if raised is None else raised["message"]
 
-    return _memo(("alert", config.name), id(facts), build)
+    return model.memo("alert", facts, build)
 
 
 # --- the version timeline ------------------------------------------------------------------------
@@ -409,7 +469,7 @@ def _timeline(facts: _Registry, moves: list[_Move]) -> list[dict]:
     for alias, version in facts.aliases.items():
         holders.setdefault(version, []).append(alias)
     entries = []
-    for version in facts.newest_first():
+    for version in facts.newest_first:
         tags = version.tags
         entries.append({
             "version": version.version,
@@ -495,14 +555,11 @@ def _event(kind: str, at: str | None, day: str | None, detail: str) -> dict:
 # --- the monitoring history ----------------------------------------------------------------------
 
 
-def _monitoring(config: ModelConfig) -> dict:
+def _monitoring(model: _Model) -> dict:
     """The drift sensor's history, one point per checked day (the check of the version that served it),
     read once per change of the history or of the champion history."""
-    from include.monitoring.retrain_policy import history_path
-
-    path = history_path(config.name)
-    key = (_stamp(path), _stamp(champion_history.history_path(config.name)), config.evaluation.primary_metric)
-    return _memo(("monitoring", config.name), key, lambda: _read_monitoring(config, path))
+    key = (_stamp(model.paths.monitoring), model.history_stamp, model.config.evaluation.primary_metric)
+    return model.memo("monitoring", key, lambda: _read_monitoring(model.config, Path(model.paths.monitoring)))
 
 
 def _read_monitoring(config: ModelConfig, path: Path) -> dict:
@@ -583,34 +640,34 @@ def _column_methods(config: ModelConfig) -> dict[str, str]:
 # --- files: quarantine, reports, Data Docs, replay -----------------------------------------------
 
 
-def _quarantine_folders(model: str) -> dict[str, list[Path]]:
+def _quarantine_folders(model: _Model) -> dict[str, list[Path]]:
     """The quarantine folders by day, oldest day first (a listing redone when a day folder changes)."""
-    root = storage.model_root(model) / "quarantine"
     try:
-        days = sorted(entry.path for entry in os.scandir(root) if entry.is_dir() and entry.name.startswith("day="))
+        days = sorted(entry.path for entry in os.scandir(model.paths.quarantine)
+                      if entry.name.startswith("day=") and entry.is_dir())
     except OSError:
         return {}
-    key = tuple((day, _stamp(Path(day))) for day in days)
+    key = tuple((day, _stamp(day)) for day in days)
 
     def listing() -> dict[str, list[Path]]:
         found = {}
         for day in days:
-            folders = storage.quarantined_batches(model, dt.date.fromisoformat(Path(day).name.removeprefix("day=")))
+            folders = sorted(Path(entry.path) for entry in os.scandir(day) if entry.is_dir())
             if folders:
-                found[Path(day).name.removeprefix("day=")] = folders
+                found[os.path.basename(day).removeprefix("day=")] = folders
         return found
 
-    return _memo(("quarantine", model), key, listing)
+    return model.memo("quarantine", key, listing)
 
 
-def _quarantine_details(model: str) -> list[dict]:
+def _quarantine_details(model: _Model) -> list[dict]:
     """Each quarantined batch with the rules it failed, newest day first."""
     found = []
     for day, folders in reversed(_quarantine_folders(model).items()):
         for folder in folders:
             report_path = folder / storage.REPORT_FILE
-            report = _memo(("validation", str(report_path)), _stamp(report_path),
-                           lambda path=report_path: _report(path))
+            report = model.memo(f"validation {report_path}", _stamp(report_path),
+                                lambda path=report_path: _report(path))
             batches = sorted(entry.name for entry in os.scandir(folder) if entry.name != storage.REPORT_FILE)
             found.append({
                 "day": day,
@@ -618,8 +675,8 @@ def _quarantine_details(model: str) -> list[dict]:
                 "suite": report.get("suite_kind"),
                 "message": report.get("message"),
                 "failed_rules": report["failed_rules"],
-                "curated": storage.curated_path(model, dt.date.fromisoformat(day)).exists(),
-                "folder": {"root": "data", "path": folder.relative_to(settings.data_dir()).as_posix()},
+                "curated": storage.curated_path(model.name, dt.date.fromisoformat(day)).exists(),
+                "folder": {"root": "data", "path": folder.relative_to(model.roots.data).as_posix()},
             })
     return found
 
@@ -641,10 +698,9 @@ def _report(path: Path) -> dict:
     return {"suite_kind": report.get("suite_kind"), "message": report.get("message"), "failed_rules": rules}
 
 
-def _reports(model: str) -> list[dict]:
+def _reports(model: _Model) -> list[dict]:
     """The drift sensor's Evidently HTML reports, newest day first (a scan kept for `TTL_SECONDS`)."""
-    root = settings.reports_dir()
-    drift = root / model / "drift"
+    root, drift = model.roots.reports, model.paths.drift_reports
 
     def scan() -> list[dict]:
         found = []
@@ -659,13 +715,12 @@ def _reports(model: str) -> list[dict]:
         found.sort(key=lambda report: (report["day"], _version_order(report["version"])), reverse=True)
         return found
 
-    return _memo(("reports", model), (_stamp(drift), _ttl_bucket()), scan)
+    return model.memo("reports", (_stamp(drift), _ttl_bucket()), scan)
 
 
-def _data_docs(model: str) -> list[dict]:
+def _data_docs(model: _Model) -> list[dict]:
     """The GX Data Docs sites of the model's validations, newest day first (a scan kept for `TTL_SECONDS`)."""
-    root = settings.reports_dir()
-    sites = root / "gx" / model
+    root, sites = model.roots.reports, model.paths.data_docs
 
     def scan() -> list[dict]:
         found = []
@@ -677,7 +732,7 @@ def _data_docs(model: str) -> list[dict]:
                                   "path": index.relative_to(root).as_posix()})
         return found
 
-    return _memo(("data_docs", model), (_stamp(sites), _ttl_bucket()), scan)
+    return model.memo("data_docs", (_stamp(sites), _ttl_bucket()), scan)
 
 
 def _subfolders(folder: Path, prefix: str) -> list[Path]:
@@ -688,15 +743,13 @@ def _subfolders(folder: Path, prefix: str) -> list[Path]:
     return sorted(Path(entry.path) for entry in entries if entry.name.startswith(prefix) and entry.is_dir())
 
 
-def _replay(model: str) -> dict | None:
+def _replay(model: _Model) -> dict | None:
     """The newest replay of the model (`<state>/replay/<model>/latest`), or None when none was made."""
-    root = settings.state_dir()
-    models = root / "replay" / model
     try:
-        created = Path(os.readlink(models / "latest")).name
+        created = Path(os.readlink(model.paths.replay / "latest")).name
     except OSError:
         return None
-    folder = models / created
+    root, folder = model.roots.state, model.paths.replay / created
     summary_path = folder / "summary.json"
 
     def read() -> dict | None:
@@ -712,4 +765,4 @@ def _replay(model: str) -> dict | None:
             "created": created,
         }
 
-    return _memo(("replay", model), (created, _stamp(summary_path)), read)
+    return model.memo("replay", (created, _stamp(summary_path)), read)
