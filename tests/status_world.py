@@ -8,25 +8,27 @@ tests and `bench/bench_ui.py`.
 - registered versions in the real MLflow store, with the tags continuous training, Level 0 and delivery
   leave on them (gate verdicts with reasons, triggers, Airflow ids, promotions, a forced deploy, a
   rollback, a deployment whose live check failed and was undone), and the aliases where delivery left them;
-- every move of `@champion` in the champion history (`champion_history.record_champion_change`);
+- every move of `@champion` in the champion history (`champion_history`'s entries and file);
 - the monitoring history, one check a day from the first champion on (the served version's, plus a check
   against another version on the day a promotion took effect), with drift share, per-column scores,
   realized metric and two retrain requests (drift, then performance);
 - two quarantined batches with their `validation.json` (`storage.quarantine_batch`, the report made by
-  `validation.ValidationOutcome.to_dict`), the sensor's `check.json` for every checked day and
-  Evidently-like HTML reports for the two requests, and GX Data Docs `index.html` pages for the
-  quarantined days and the last three days;
+  `validation.ValidationOutcome.to_dict`), Evidently-like HTML reports (and `check.json`) for the two
+  requests in the sensor's report folders (and, with `check_folders`, a `check.json` folder for every
+  checked day), and GX Data Docs `index.html` pages for the quarantined days and the last three days;
 - for the first model, a replay output under `<state>/replay/<model>/latest`.
 
 Every tenth model (`model_09`, ...) is new: a config and nothing else. Every fifth (`model_04`, ...) ends
 with a degraded champion and three rejected retrains in a row (the degraded-champion alert fires);
 the others end with a challenger waiting.
 
-Speed over the real writers' every call: a SQLite MLflow call costs 15-60 ms, so the versions are
-created with their final tags in one call each (the tags of `registry.register_candidate` and
-`deployment.promote`, named by their modules' constants) and the aliases set once at the end; the
-tests that need the real writers' own output use `tests/deployment_world.py`. The monitoring history
-is written in one go in `retrain_policy`'s row format rather than by `append_check` once per day.
+Speed over the real writers' every call: a SQLite MLflow call costs 15-150 ms (the more the busier the
+machine), and `register_candidate` makes four, `promote` a dozen. So the versions are created with their
+final tags in one call each (the tags `registry.register_candidate`, `deployment` and
+`champion_history.record_champion_change` leave, named by their modules' constants), the aliases are set
+once at the end, and the champion history and the monitoring history are written in one go in their
+modules' own formats (`ChampionChange.to_dict`, `retrain_policy`'s row format) rather than one call per
+move or per day. The tests that need the real writers' own output use `tests/deployment_world.py`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import yaml
 
 from include.core import champion_history, registry, settings, storage
 from include.core.config import ModelConfig, load_model_config
+from include.core.jsonable import write_json_atomically
 from include.data.validation import Finding, ValidationOutcome, data_docs_dir
 from include.delivery import deployment
 from include.monitoring import retrain_policy
@@ -100,13 +103,15 @@ class _Plan:
     quarantined: dict[dt.date, str] = field(default_factory=dict)
 
 
-def build_status_world(models: int, days: int, *, seed: int = 0) -> list[ModelConfig]:
+def build_status_world(models: int, days: int, *, seed: int = 0, check_folders: bool = False) -> list[ModelConfig]:
     """Write `models` models' configs and `days` days of their loop's history into the current state folder.
 
     Args:
         models: how many model configs (`model_00`, `model_01`, ...).
         days: how many data days, from the demo's first day (at least 30).
         seed: seeds the monitoring figures.
+        check_folders: also write the sensor's `check.json` folder for every checked day, as the live
+            sensor does (the report folders then hold a year of days; about a second per model on a busy disk).
 
     Returns:
         The configs, in name order.
@@ -127,9 +132,8 @@ def build_status_world(models: int, days: int, *, seed: int = 0) -> list[ModelCo
             continue
         plan = _plan(config, index, days)
         _register(client, config, plan, logged.model_id, run_id)
-        for version, day, event, airflow_run in plan.moves:
-            champion_history.record_champion_change(config.name, version, day, event, airflow_run)
-        _write_monitoring(config, plan, days, np.random.default_rng(seed + index))
+        _write_champion_history(config, plan)
+        _write_monitoring(config, plan, days, np.random.default_rng(seed + index), check_folders)
         _write_files(config, plan, days)
         if index == 0:
             write_replay(config.name)
@@ -221,6 +225,8 @@ def _delivery_tags(plan: _Plan) -> None:
     versions["5"].tags.update({deployment.TAG_STATUS: deployment.STATUS_ROLLED_BACK,
                                deployment.TAG_ROLLBACK_REASON: FAILURE, deployment.TAG_FAILURE: FAILURE})
     versions["6"].tags[deployment.TAG_STATUS] = deployment.STATUS_SERVING
+    for number, effective, _, _ in plan.moves:
+        versions[number].tags[champion_history.TAG_SERVING_FROM] = effective.isoformat()
 
 
 def _register(client, config: ModelConfig, plan: _Plan, model_id: str, run_id: str) -> None:
@@ -261,7 +267,17 @@ def _served(plan: _Plan, day: dt.date) -> str | None:
     return served
 
 
-def _write_monitoring(config: ModelConfig, plan: _Plan, days: int, rng: np.random.Generator) -> None:
+def _write_champion_history(config: ModelConfig, plan: _Plan) -> None:
+    """Every move of `@champion`, in `champion_history`'s own entries and file, written once (the versions already
+    carry the `serving_from` tag that `record_champion_change` sets, one MLflow call per move)."""
+    changes = [champion_history.ChampionChange(version, day, event, airflow_run,
+                                               f"{day - dt.timedelta(days=1)}T04:10:00+00:00")
+               for version, day, event, airflow_run in plan.moves]
+    write_json_atomically(champion_history.history_path(config.name), [change.to_dict() for change in changes])
+
+
+def _write_monitoring(config: ModelConfig, plan: _Plan, days: int, rng: np.random.Generator,
+                      check_folders: bool) -> None:
     """One check a day from the first champion on, written in one go in `retrain_policy`'s row format."""
     first, last = plan.moves[0][1], config.source.start_date + dt.timedelta(days=days - 1)
     features = config.features.all
@@ -309,6 +325,8 @@ def _write_monitoring(config: ModelConfig, plan: _Plan, days: int, rng: np.rando
     frame = frame.sort_values(["day", "model_version"], kind="stable").reset_index(drop=True)
     storage.write_parquet_atomically(frame, retrain_policy.history_path(config.name))
     for record in records:
+        if not (check_folders or record.retrain):
+            continue
         folder = _check_folder(config.name, record.day, record.model_version)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "check.json").write_text(json.dumps({"day": record.day.isoformat(), "model_version":

@@ -76,7 +76,8 @@ REPORT_KINDS = ("data_drift", "prediction_drift")
 DATA_DOCS_SUITES = ("features", "labels")
 
 _cache: dict[tuple, tuple[Any, Any]] = {}
-_registry_cache: dict[tuple[str, str], _Registry] = {}
+_registry_cache: dict[tuple[str, str], tuple[_Registry, float, tuple[int, int] | None]] = {}
+"""(tracking URI, model) → (its registry facts, when they were last checked, its champion history's stamp then)."""
 
 
 def clear_cache() -> None:
@@ -132,15 +133,18 @@ def model_status(config: ModelConfig) -> dict:
 def reports_of_day(config: ModelConfig, day: dt.date) -> list[dict]:
     """The reports made for one data day (what a drift-check or validation task made): the drift
     sensor's Evidently reports of every version checked that day, then the day's Data Docs sites.
+    Read from that day's folders at each call, so a task's report is there as soon as the task is done.
 
     Returns:
         [{"day", "kind": "data_drift" | "prediction_drift" | "data_docs", "version" (None for Data Docs),
           "suite" (None for drift reports), "root": "reports", "path"}].
     """
     model = _Model(_roots(), config)
-    wanted = day.isoformat()
-    drift = [{**report, "suite": None} for report in _reports(model) if report["day"] == wanted]
-    docs = [{**site, "kind": "data_docs", "version": None} for site in _data_docs(model) if site["day"] == wanted]
+    partition = f"day={day.isoformat()}"
+    drift = [{**report, "suite": None}
+             for report in _drift_reports_in(model.roots.reports, model.paths.drift_reports / partition)]
+    docs = [{**site, "kind": "data_docs", "version": None}
+            for site in _data_docs_in(model.roots.reports, model.paths.data_docs / partition)]
     return drift + docs
 
 
@@ -235,12 +239,11 @@ class _Version:
 
 @dataclass(frozen=True)
 class _Registry:
-    """One model's registry as read at `fetched` (monotonic), when its champion history had `history_stamp`."""
+    """One model's versions and aliases, and when the registered model last changed (a version was added)."""
 
     versions: dict[str, _Version]
     aliases: dict[str, str]
-    fetched: float
-    history_stamp: tuple[int, int] | None
+    updated: int | None
     newest_first: list[_Version] = field(init=False)
 
     def __post_init__(self):
@@ -253,55 +256,86 @@ class _Registry:
 
 
 def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
-    """The registry facts of `models`, fetched again (all stale ones together) after `TTL_SECONDS`
-    or when a model's champion history changed since they were read."""
+    """The registry facts of `models`.
+
+    Read again when a model's champion history changed since (every alias move of `@champion` writes it:
+    the versions and aliases are searched at once). Older than `TTL_SECONDS`, they are checked with one search
+    of the registered models (aliases and last update, which a new version moves): only the models that
+    changed have their versions searched again, and the others keep their facts (and what was derived from
+    them). A tag set on an old version with no alias move, champion change or new version (nothing the
+    loop shows does that) is seen with the next of those.
+    """
     uri = roots.tracking_uri
     now = time.monotonic()
     found: dict[str, _Registry] = {}
-    stale: dict[str, tuple[int, int] | None] = {}
+    expired: list[_Model] = []
+    changed: list[_Model] = []
     for model in models:
         cached = _registry_cache.get((uri, model.name))
-        if cached is None or now - cached.fetched > TTL_SECONDS or cached.history_stamp != model.history_stamp:
-            stale[model.name] = model.history_stamp
+        if cached is None or cached[2] != model.history_stamp:
+            changed.append(model)
+        elif now - cached[1] > TTL_SECONDS:
+            expired.append(model)
         else:
-            found[model.name] = cached
-    if stale:
-        versions, aliases = _fetch_registry(uri, list(stale))
-        for name, stamp in stale.items():
-            facts = _Registry(versions.get(name, {}), aliases.get(name, {}), now, stamp)
-            _registry_cache[(uri, name)] = found[name] = facts
+            found[model.name] = cached[0]
+    if expired:
+        heads = _registered_models(uri, [model.name for model in expired])
+        for model in expired:
+            facts = _registry_cache[(uri, model.name)][0]
+            if heads.get(model.name, ({}, None)) == (facts.aliases, facts.updated):
+                _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp)
+                found[model.name] = facts
+            else:
+                changed.append(model)
+    if changed:
+        names = [model.name for model in changed]
+        heads, versions = _registered_models(uri, names), _model_versions(uri, names)
+        for model in changed:
+            aliases, updated = heads.get(model.name, ({}, None))
+            facts = _Registry(versions.get(model.name, {}), aliases, updated)
+            _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp)
+            found[model.name] = facts
     return found
 
 
-def _fetch_registry(uri: str, models: list[str]) -> tuple[dict[str, dict[str, _Version]], dict[str, dict[str, str]]]:
-    """Every version (with tags) and every alias of `models`: two searches per `MLFLOW_BATCH` models."""
+def _registered_models(uri: str, models: list[str]) -> dict[str, tuple[dict[str, str], int | None]]:
+    """Each registered model's aliases and last update, by name (one search per `MLFLOW_BATCH` models)."""
+    heads = {}
+    for query in _queries(uri, models):
+        for registered in _all_pages(_client(uri).search_registered_models, query, 1000):
+            aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+            heads[registered.name] = (aliases, registered.last_updated_timestamp)
+    return heads
+
+
+def _model_versions(uri: str, models: list[str]) -> dict[str, dict[str, _Version]]:
+    """Every version of `models` with its tags, by name and version (one search per `MLFLOW_BATCH` models)."""
     versions: dict[str, dict[str, _Version]] = {}
-    aliases: dict[str, dict[str, str]] = {}
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
-        return versions, aliases  # nothing was ever registered; opening the store would create it
-    client = _client(uri)
-    for start in range(0, len(models), MLFLOW_BATCH):
-        names = ", ".join("'" + name.replace("'", "\\'") + "'" for name in models[start:start + MLFLOW_BATCH])
-        query = f"name IN ({names})"
-        for registered in _all_pages(lambda token, query=query: client.search_registered_models(
-                query, max_results=1000, page_token=token)):
-            aliases[registered.name] = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
-        for found in _all_pages(lambda token, query=query: client.search_model_versions(
-                query, max_results=10_000, page_token=token)):
+    for query in _queries(uri, models):
+        for found in _all_pages(_client(uri).search_model_versions, query, 10_000):
             versions.setdefault(found.name, {})[str(found.version)] = _Version(
                 version=str(found.version),
                 registered_at=_iso_from_ms(found.creation_timestamp),
                 run_id=found.run_id or None,
                 tags=dict(found.tags or {}),
             )
-    return versions, aliases
+    return versions
 
 
-def _all_pages(search: Callable[[str | None], Any]) -> list:
+def _queries(uri: str, models: list[str]) -> list[str]:
+    """The `name IN (...)` filters for `models`; none when the store is a SQLite file that does not exist
+    (nothing was ever registered, and opening it would create it)."""
+    if urlparse(uri).scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []
+    quoted = ["'" + name.replace("'", "\\'") + "'" for name in models]
+    batches = [quoted[start:start + MLFLOW_BATCH] for start in range(0, len(quoted), MLFLOW_BATCH)]
+    return [f"name IN ({', '.join(batch)})" for batch in batches]
+
+
+def _all_pages(search: Callable[..., Any], query: str, page_size: int) -> list:
     found, token = [], None
     while True:
-        page = search(token)
+        page = search(query, max_results=page_size, page_token=token)
         found.extend(page)
         token = getattr(page, "token", None)
         if not token:
@@ -703,19 +737,23 @@ def _reports(model: _Model) -> list[dict]:
     root, drift = model.roots.reports, model.paths.drift_reports
 
     def scan() -> list[dict]:
-        found = []
-        for day_dir in _subfolders(drift, "day="):
-            for version_dir in _subfolders(day_dir, "version="):
-                for kind in REPORT_KINDS:
-                    html = version_dir / f"{kind}.html"
-                    if html.is_file():
-                        found.append({"day": day_dir.name.removeprefix("day="),
-                                      "version": version_dir.name.removeprefix("version="), "kind": kind,
-                                      "root": "reports", "path": html.relative_to(root).as_posix()})
+        found = [report for day_dir in _subfolders(drift, "day=") for report in _drift_reports_in(root, day_dir)]
         found.sort(key=lambda report: (report["day"], _version_order(report["version"])), reverse=True)
         return found
 
     return model.memo("reports", (_stamp(drift), _ttl_bucket()), scan)
+
+
+def _drift_reports_in(root: Path, day_dir: Path) -> list[dict]:
+    found = []
+    for version_dir in _subfolders(day_dir, "version="):
+        for kind in REPORT_KINDS:
+            html = version_dir / f"{kind}.html"
+            if html.is_file():
+                found.append({"day": day_dir.name.removeprefix("day="),
+                              "version": version_dir.name.removeprefix("version="), "kind": kind,
+                              "root": "reports", "path": html.relative_to(root).as_posix()})
+    return found
 
 
 def _data_docs(model: _Model) -> list[dict]:
@@ -723,16 +761,19 @@ def _data_docs(model: _Model) -> list[dict]:
     root, sites = model.roots.reports, model.paths.data_docs
 
     def scan() -> list[dict]:
-        found = []
-        for day_dir in reversed(_subfolders(sites, "day=")):
-            for suite in DATA_DOCS_SUITES:
-                index = day_dir / suite / "index.html"
-                if index.is_file():
-                    found.append({"day": day_dir.name.removeprefix("day="), "suite": suite, "root": "reports",
-                                  "path": index.relative_to(root).as_posix()})
-        return found
+        return [site for day_dir in reversed(_subfolders(sites, "day=")) for site in _data_docs_in(root, day_dir)]
 
     return model.memo("data_docs", (_stamp(sites), _ttl_bucket()), scan)
+
+
+def _data_docs_in(root: Path, day_dir: Path) -> list[dict]:
+    found = []
+    for suite in DATA_DOCS_SUITES:
+        index = day_dir / suite / "index.html"
+        if index.is_file():
+            found.append({"day": day_dir.name.removeprefix("day="), "suite": suite, "root": "reports",
+                          "path": index.relative_to(root).as_posix()})
+    return found
 
 
 def _subfolders(folder: Path, prefix: str) -> list[Path]:
