@@ -12,7 +12,8 @@ import pytest
 from include.core import champion_history, registry, settings
 from include.delivery import deployment
 from include.monitoring import model_status
-from include.monitoring.model_status import fleet_status, model_status as status_of, reports_of_day
+from include.monitoring.model_status import fleet_status, reports_of_day
+from include.monitoring.model_status import model_status as status_of
 from tests.ct_world import fill_stores, ready_mlflow
 from tests.deployment_world import register_version, write_model_config
 from tests.monitoring_world import day
@@ -236,7 +237,8 @@ def test_the_reports_of_one_day_are_what_that_days_tasks_made(fleet):
 
     assert {(report["kind"], report["version"]) for report in drift} == {
         ("data_drift", served_on(config.name, request_day)), ("prediction_drift", served_on(config.name, request_day))}
-    assert {(site["kind"], site["suite"]) for site in validation} == {("data_docs", "features"), ("data_docs", "labels")}
+    assert {(site["kind"], site["suite"]) for site in validation} == {
+        ("data_docs", "features"), ("data_docs", "labels")}
     assert reports_of_day(config, dt.date(2020, 1, 1)) == []
 
 
