@@ -19,13 +19,18 @@ locations are POSIX paths relative to one of three roots, named by `root`: "repo
 This module never writes: a tracking store that does not exist yet is read as an empty registry
 rather than created.
 
-Speed. A fleet page shows 50 models, so nothing is read twice while it has not changed: each
-file's parse is kept under its (mtime, size); folder scans and MLflow data are kept for
-`TTL_SECONDS` at most. MLflow is asked twice per call whatever the number of models (registered
-models with their aliases, and every version with its tags, `name IN (...)`), and only for the
-models whose data is older than the TTL or whose champion history changed since: a promotion
-writes the champion history, so the page sees it at once. Results are shared between calls:
-callers must not modify them.
+Speed. A fleet page shows 50 models, so nothing is read twice while it has not changed:
+
+- a file read whole (champion history, monitoring history, `validation.json`, replay summary) is parsed
+  again only when its (mtime, size) changes;
+- MLflow is read with two searches per call whatever the number of models (`name IN (...)`: registered
+  models with their aliases, and every version with its tags), for the models whose champion history
+  changed (a promotion, rollback or undo writes it, so the page sees it at once) or that were never read;
+  after `TTL_SECONDS` a model's data is checked with the first search only (see `_registries`), and with
+  no search at all while a SQLite store's file is unchanged;
+- report and Data Docs folders are listed again when their newest day changes, or after `RESCAN_SECONDS`.
+
+Results are shared between calls: callers must not modify them.
 """
 
 from __future__ import annotations
@@ -47,7 +52,11 @@ if TYPE_CHECKING:
     from include.core.config import ModelConfig
 
 TTL_SECONDS = 5.0
-"""How long MLflow data and folder scans are reused. Files read whole are reused until they change."""
+"""How long MLflow data is reused unchecked. Files read whole are reused until they change."""
+
+RESCAN_SECONDS = 60.0
+"""How long a list of reports or Data Docs is reused while its newest day is unchanged: the loop writes into the
+newest day (seen at once); a report rewritten in an older day (a re-run check) is seen within this."""
 
 MLFLOW_BATCH = 50
 """Model names per `name IN (...)` search."""
@@ -76,8 +85,9 @@ REPORT_KINDS = ("data_drift", "prediction_drift")
 DATA_DOCS_SUITES = ("features", "labels")
 
 _cache: dict[tuple, tuple[Any, Any]] = {}
-_registry_cache: dict[tuple[str, str], tuple[_Registry, float, tuple[int, int] | None]] = {}
-"""(tracking URI, model) → (its registry facts, when they were last checked, its champion history's stamp then)."""
+_registry_cache: dict[tuple[str, str], tuple[_Registry, float, tuple[int, int] | None, tuple | None]] = {}
+"""(tracking URI, model) → (its registry facts, when they were last checked, its champion history's stamp and
+the SQLite store's stamp then)."""
 
 
 def clear_cache() -> None:
@@ -159,10 +169,14 @@ class _Roots:
     data: Path
     reports: Path
     tracking_uri: str
+    key: tuple[str, str, str, str]
+    """The same as strings: what cache entries are filed under (cheaper to compare than paths)."""
 
 
 def _roots() -> _Roots:
-    return _Roots(settings.state_dir(), settings.data_dir(), settings.reports_dir(), settings.mlflow_tracking_uri())
+    state, data, reports = settings.state_dir(), settings.data_dir(), settings.reports_dir()
+    uri = settings.mlflow_tracking_uri()
+    return _Roots(state, data, reports, uri, (str(state), str(data), str(reports), uri))
 
 
 @dataclass(frozen=True)
@@ -177,7 +191,7 @@ class _Paths:
     replay: Path
 
 
-_paths: dict[tuple[_Roots, str], _Paths] = {}
+_paths: dict[tuple[tuple[str, str, str, str], str], _Paths] = {}
 
 
 class _Model:
@@ -186,11 +200,11 @@ class _Model:
 
     def __init__(self, roots: _Roots, config: ModelConfig):
         self.roots, self.config, self.name = roots, config, config.name
-        paths = _paths.get((roots, self.name))
+        paths = _paths.get((roots.key, self.name))
         if paths is None:
             from include.monitoring.retrain_policy import history_path
 
-            paths = _paths[(roots, self.name)] = _Paths(
+            paths = _paths[(roots.key, self.name)] = _Paths(
                 champion_history=str(champion_history.history_path(self.name)),
                 monitoring=str(history_path(self.name)),
                 quarantine=str(storage.model_root(self.name) / "quarantine"),
@@ -203,7 +217,7 @@ class _Model:
 
     def memo(self, part: str, key: Any, compute: Callable[[], Any]) -> Any:
         """`compute()`, reused while `key` is unchanged (per state folder, model and part)."""
-        slot = (self.roots, self.name, part)
+        slot = (self.roots.key, self.name, part)
         hit = _cache.get(slot)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -221,9 +235,21 @@ def _stamp(path: str | Path) -> tuple[int, int] | None:
     return found.st_mtime_ns, found.st_size
 
 
-def _ttl_bucket() -> int:
-    """The current TTL period: a scan keyed by it is redone at most every `TTL_SECONDS`."""
-    return int(time.monotonic() // TTL_SECONDS)
+def _scan_key(folder: Path, nested: bool) -> tuple:
+    """What says a folder of day partitions changed: the newest day folder's name and stamp (and, `nested`, the
+    stamps of the folders inside it), and the current `RESCAN_SECONDS` period for changes in older days."""
+    try:
+        days = [entry.path for entry in os.scandir(folder) if entry.name.startswith("day=")]
+    except OSError:
+        return (None,)
+    newest = max(days, default=None)
+    inside: tuple = ()
+    if newest is not None and nested:
+        try:
+            inside = tuple(sorted((entry.name, _stamp(entry.path)) for entry in os.scandir(newest)))
+        except OSError:
+            inside = ()
+    return len(days), newest, newest and _stamp(newest), inside, int(time.monotonic() // RESCAN_SECONDS)
 
 
 # --- the MLflow registry -------------------------------------------------------------------------
@@ -259,14 +285,16 @@ def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
     """The registry facts of `models`.
 
     Read again when a model's champion history changed since (every alias move of `@champion` writes it:
-    the versions and aliases are searched at once). Older than `TTL_SECONDS`, they are checked with one search
-    of the registered models (aliases and last update, which a new version moves): only the models that
-    changed have their versions searched again, and the others keep their facts (and what was derived from
-    them). A tag set on an old version with no alias move, champion change or new version (nothing the
-    loop shows does that) is seen with the next of those.
+    the versions and aliases are searched at once). Older than `TTL_SECONDS` (and, for a SQLite store, if
+    its file changed since), they are checked with one search of the registered models (aliases and last
+    update, which a new version moves): only the models that changed have their versions searched again,
+    and the others keep their facts (and what was derived from them). A tag set on an old version with no
+    alias move, champion change or new version (nothing the loop shows does that) is seen with the next of
+    those.
     """
     uri = roots.tracking_uri
     now = time.monotonic()
+    store = _store_stamp(uri)
     found: dict[str, _Registry] = {}
     expired: list[_Model] = []
     changed: list[_Model] = []
@@ -274,7 +302,7 @@ def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
         cached = _registry_cache.get((uri, model.name))
         if cached is None or cached[2] != model.history_stamp:
             changed.append(model)
-        elif now - cached[1] > TTL_SECONDS:
+        elif now - cached[1] > TTL_SECONDS and (store is None or store != cached[3]):
             expired.append(model)
         else:
             found[model.name] = cached[0]
@@ -283,7 +311,7 @@ def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
         for model in expired:
             facts = _registry_cache[(uri, model.name)][0]
             if heads.get(model.name, ({}, None)) == (facts.aliases, facts.updated):
-                _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp)
+                _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp, store)
                 found[model.name] = facts
             else:
                 changed.append(model)
@@ -293,9 +321,19 @@ def _registries(roots: _Roots, models: list[_Model]) -> dict[str, _Registry]:
         for model in changed:
             aliases, updated = heads.get(model.name, ({}, None))
             facts = _Registry(versions.get(model.name, {}), aliases, updated)
-            _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp)
+            _registry_cache[(uri, model.name)] = (facts, now, model.history_stamp, store)
             found[model.name] = facts
     return found
+
+
+def _store_stamp(uri: str) -> tuple | None:
+    """For a SQLite tracking store, the stamps of its database file (and its write-ahead log): while they
+    are unchanged nothing was written to MLflow, and data older than the TTL is still current. None for a
+    tracking server, which is asked."""
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    database = uri.removeprefix("sqlite:///")
+    return _stamp(database), _stamp(f"{database}-wal")
 
 
 def _registered_models(uri: str, models: list[str]) -> dict[str, tuple[dict[str, str], int | None]]:
@@ -597,68 +635,68 @@ def _monitoring(model: _Model) -> dict:
 
 
 def _read_monitoring(config: ModelConfig, path: Path) -> dict:
+    """The history's series, one point per day: the check of the version that served the day (the one the
+    retrain policy counts, `champion_history.champion_on`), else the check of the newest version."""
     empty = {"days": [], "drift_share": [], "realized_metric": [], "columns": {}, "requests": [], "last_check": None}
     if not path.exists():
         return empty
-    import pandas as pd
+    import pyarrow.parquet as pq
 
     from include.monitoring.retrain_policy import SCORE_PREFIX
 
-    frame = pd.read_parquet(path)
-    if not len(frame):
+    table = pq.read_table(path)
+    data = {name: [_value(value) for value in table.column(name).to_pylist()] for name in table.column_names}
+    days = [_iso_day(value) for value in data.get("day", [])]
+    if not days:
         return empty
-    frame["day"] = pd.to_datetime(frame["day"]).dt.strftime("%Y-%m-%d")
-    frame["model_version"] = frame["model_version"].astype(str)
-    frame["_number"] = pd.to_numeric(frame["model_version"], errors="coerce").fillna(-1)
+    versions = [str(value) for value in data["model_version"]]
     changes = champion_history.read_history(config.name)
-    if changes:
-        effective = [change.effective_day.isoformat() for change in changes]
-        served = frame["day"].map(lambda day: changes[index].version
-                                  if (index := bisect_right(effective, day) - 1) >= 0 else None)
-        frame["_served"] = frame["model_version"] == served
-    else:
-        frame["_served"] = False
-    # of each day the served version's check, else the check of the newest version
-    frame = frame.sort_values(["day", "_served", "_number"]).drop_duplicates("day", keep="last")
+    effective = [change.effective_day.isoformat() for change in changes]
+    chosen: dict[str, tuple[tuple[bool, tuple[int, str]], int]] = {}
+    for row, (day, version) in enumerate(zip(days, versions, strict=True)):
+        index = bisect_right(effective, day) - 1
+        rank = (index >= 0 and changes[index].version == version, _version_order(version))
+        if day not in chosen or rank >= chosen[day][0]:
+            chosen[day] = (rank, row)
+    picked = [chosen[day][1] for day in sorted(chosen)]
 
     def values(column: str) -> list:
-        if column not in frame:
-            return [None] * len(frame)
-        series = frame[column]
-        return series.astype(object).where(series.notna(), None).tolist()
+        found = data.get(column)
+        return [None] * len(picked) if found is None else [found[row] for row in picked]
 
-    requests = frame[frame["retrain"].astype(bool)]
-    last = frame.iloc[-1]
+    last = picked[-1]
     drifted = values("dataset_drifted")[-1]
     return {
-        "days": frame["day"].tolist(),
+        "days": sorted(chosen),
         "drift_share": values("drift_share"),
         "realized_metric": values("realized_metric"),
-        "columns": {name.removeprefix(SCORE_PREFIX): values(name) for name in frame.columns
-                    if name.startswith(SCORE_PREFIX)},
-        "requests": [
-            {"day": row["day"], "reason": _text(row.get("reason")), "explanation": _text(row.get("explanation"))}
-            for row in requests.to_dict("records")
-        ],
+        "columns": {name.removeprefix(SCORE_PREFIX): values(name) for name in data if name.startswith(SCORE_PREFIX)},
+        "requests": [{"day": days[row], "reason": data["reason"][row], "explanation": data["explanation"][row]}
+                     for row in picked if data["retrain"][row]],
         "last_check": {
-            "day": last["day"],
-            "model_version": last["model_version"],
-            "drift_share": values("drift_share")[-1],
+            "day": days[last],
+            "model_version": versions[last],
+            "drift_share": data["drift_share"][last],
             "dataset_drifted": None if drifted is None else bool(drifted),
-            "realized_metric": values("realized_metric")[-1],
+            "realized_metric": data["realized_metric"][last],
             "metric": config.evaluation.primary_metric,
-            "retrain": bool(last["retrain"]),
-            "explanation": _text(last.get("explanation")) or "",
+            "retrain": bool(data["retrain"][last]),
+            "explanation": data["explanation"][last] or "",
         },
     }
 
 
+def _value(value: Any) -> Any:
+    """A parquet value as JSON: NaN as None (pandas writes a missing number as NaN or as null)."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def _iso_day(value: Any) -> str:
+    return value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)[:10]
+
+
 def _version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (-1, version)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value != value else str(value)  # NaN is not equal to itself
 
 
 def _column_methods(config: ModelConfig) -> dict[str, str]:
@@ -741,7 +779,7 @@ def _reports(model: _Model) -> list[dict]:
         found.sort(key=lambda report: (report["day"], _version_order(report["version"])), reverse=True)
         return found
 
-    return model.memo("reports", (_stamp(drift), _ttl_bucket()), scan)
+    return model.memo("reports", _scan_key(drift, nested=True), scan)
 
 
 def _drift_reports_in(root: Path, day_dir: Path) -> list[dict]:
@@ -763,7 +801,7 @@ def _data_docs(model: _Model) -> list[dict]:
     def scan() -> list[dict]:
         return [site for day_dir in reversed(_subfolders(sites, "day=")) for site in _data_docs_in(root, day_dir)]
 
-    return model.memo("data_docs", (_stamp(sites), _ttl_bucket()), scan)
+    return model.memo("data_docs", _scan_key(sites, nested=False), scan)
 
 
 def _data_docs_in(root: Path, day_dir: Path) -> list[dict]:
