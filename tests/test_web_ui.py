@@ -278,17 +278,29 @@ def all_runs(api: local_stack.AirflowApi) -> list[dict]:
             return runs
 
 
-def failures(api: local_stack.AirflowApi) -> list[str]:
-    """Every failed run and failed task instance of every DAG, each with its failed task's log tail."""
-    runs = all_runs(api)
-    failed = api.request("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?state=failed&limit=100")["task_instances"]
+def scheduler_lines(config: StackConfig, instance: dict, lines: int = 5) -> str:
+    """The scheduler's last log lines about a task instance: why it failed when its own log cannot say
+    (a task process killed, or never started)."""
+    try:
+        text = (config.logs_dir / "scheduler.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no scheduler log)"
+    about = [line for line in text if instance["dag_run_id"] in line and instance["task_id"] in line]
+    return "\n".join("    " + line[:300] for line in about[-lines:]) or "    (nothing about it)"
+
+
+def failures(stack: LiveStack) -> list[str]:
+    """Every failed run and failed task instance of every DAG, each failed task with the end of its log."""
+    runs = all_runs(stack.api)
+    failed = stack.api.request("GET", "/api/v2/dags/~/dagRuns/~/taskInstances?state=failed&limit=100")
     described = set()
     found = []
-    for instance in failed:
+    for instance in failed["task_instances"]:
         described.add((instance["dag_id"], instance["dag_run_id"]))
         found.append(
             f"{instance['dag_id']} run {instance['dag_run_id']}: task {instance['task_id']} failed "
-            f"(try {instance['try_number']}); its log ends with:\n{task_log_tail(api, instance)}"
+            f"(try {instance['try_number']}); its log ends with:\n{task_log_tail(stack.api, instance)}\n"
+            f"  the scheduler's log says:\n{scheduler_lines(stack.config, instance)}"
         )
     for run in runs:
         if run["state"] == "failed" and (run["dag_id"], run["dag_run_id"]) not in described:
@@ -298,7 +310,7 @@ def failures(api: local_stack.AirflowApi) -> list[str]:
 
 def test_a_fresh_stacks_first_ten_minutes_of_runs_contain_no_failed_run(live_stack):
     while True:
-        found = failures(live_stack.api)
+        found = failures(live_stack)
         assert not found, "failed in the first run:\n\n" + "\n\n".join(found)
         if live_stack.seconds_left() <= 0:
             break
