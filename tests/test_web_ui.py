@@ -208,6 +208,15 @@ def wait_for_first_champion(live_stack: LiveStack, model: str) -> str:
     return version
 
 
+def reload_until(page, condition, stack: LiveStack, what: str) -> None:
+    """Reload `page` until `condition()` holds; fail if it does not by the end of the first-run window."""
+    while not condition():
+        if stack.seconds_left() <= 0:
+            pytest.fail(f"{what}: not on {page.url} within the first {FIRST_RUN_WINDOW_S // 60} minutes")
+        page.wait_for_timeout(5000)
+        page.reload()
+
+
 def test_the_mlops_pages_show_the_champion_the_monitoring_chart_and_the_reports(live_stack, browser_page):
     page = browser_page
     model = live_stack.models[0]
@@ -218,29 +227,35 @@ def test_the_mlops_pages_show_the_champion_the_monitoring_chart_and_the_reports(
 
     page.goto(f"{live_stack.url}/plugin/{entries[0]['url_route']}")
     expect(page.get_by_test_id("nav-sidebar").get_by_text("MLOps")).to_be_visible()
-    fleet = page.frame_locator("iframe").locator("table#fleet")
-    champion_cell = fleet.locator(f'tr[data-model="{model}"] td.champion-version')
-    expect(champion_cell).to_have_text(live_stack.champion_version(model), timeout=30_000)
+    champion_cell = page.frame_locator("iframe").locator(f'table#fleet tr[data-model="{model}"] td.champion-version')
+    expect(champion_cell).to_be_visible()
+    reload_until(page, lambda: champion_cell.inner_text().strip() == live_stack.champion_version(model),
+                 live_stack, f"the fleet's champion of {model}")
     screenshot(page, "ui-mlops-fleet.png")
 
     page.goto(f"{live_stack.url}/mlops/models/{model}")
     expect(page.locator("#champion-version")).to_have_text(live_stack.champion_version(model))
-    expect(page.locator("div#monitoring-chart .plot-container")).to_be_visible()
+    chart = page.locator("div#monitoring-chart .plot-container")
+    reload_until(page, lambda: chart.is_visible(), live_stack, "the monitoring chart (after the first drift check)")
     screenshot(page, "ui-model.png", full_page=True)
 
-    listed = page.request.get(f"{live_stack.url}/mlops/api/models/{model}").json()["reports"]
-    links = page.locator("a.report-link")
-    assert links.count() == len(listed), f"{len(listed)} reports in the API, {links.count()} links on the page"
-    if not listed:
+    shown = page.request.get(f"{live_stack.url}/mlops/api/models/{model}").json()
+    for kind, links in (("reports", page.locator("a.report-link")), ("data_docs", page.locator("a.data-docs-link"))):
+        assert links.count() == len(shown[kind]), f"{len(shown[kind])} {kind} in the API, {links.count()} links"
+    data_docs = page.locator("a.data-docs-link")
+    if data_docs.count():
+        answer = page.request.get(urllib.parse.urljoin(page.url, data_docs.first.get_attribute("href")))
+        assert answer.ok, f"the Data Docs link answered {answer.status}"
+    reports = page.locator("a.report-link")
+    if not reports.count():
         minutes = (FIRST_RUN_WINDOW_S - live_stack.seconds_left()) / 60
-        warnings.warn(f"No Evidently report for {model} yet, {minutes:.1f} minutes into the first run: "
-                      "the list of report links is rendered (empty), no report could be opened.", stacklevel=1)
+        warnings.warn(f"No Evidently report for {model} yet, {minutes:.1f} minutes into the first run: the list "
+                      "of report links is rendered as the API says (empty); no report could be opened.", stacklevel=1)
         return
-    report = page.request.get(urllib.parse.urljoin(page.url, links.first.get_attribute("href")))
-    assert report.ok, f"the report link answered {report.status}"
-    assert "evidently" in report.text().lower()
-    page.goto(urllib.parse.urljoin(page.url, links.first.get_attribute("href")))
-    screenshot(page, "ui-report.png")
+    answer = page.goto(urllib.parse.urljoin(page.url, reports.first.get_attribute("href")))
+    assert answer.ok, f"the report link answered {answer.status}"
+    assert "evidently" in page.content().lower(), f"{page.url} is not an Evidently report"
+    screenshot(page, "ui-report.png", full_page=True)
 
 
 # --- the first run ------------------------------------------------------------------------------------
