@@ -206,7 +206,8 @@ def wait_for_first_champion(live_stack: LiveStack, model: str) -> str:
     """The champion version once the demo has promoted one; fails if none came within the first-run window."""
     while (version := live_stack.champion_version(model)) is None:
         if live_stack.seconds_left() <= 0:
-            pytest.fail(f"{model} has no @champion {FIRST_RUN_WINDOW_S // 60} minutes after the stack was ready")
+            pytest.fail(f"{model} has no @champion {FIRST_RUN_WINDOW_S // 60} minutes after the stack was ready; "
+                        f"runs so far: {run_summary(all_runs(live_stack.api))}")
         time.sleep(10)
     return version
 
@@ -307,6 +308,18 @@ def scheduler_lines(config: StackConfig, instance: dict, lines: int = 5) -> str:
     return "\n".join("    " + line[:300] for line in about[-lines:]) or "    (nothing about it)"
 
 
+def run_summary(runs: list[dict]) -> str:
+    """How many runs each DAG has in each state, e.g. "data_ingestion: 12 success, 2 running"."""
+    counts: dict[str, dict[str, int]] = {}
+    for run in runs:
+        states = counts.setdefault(run["dag_id"].split("__")[-1], {})
+        states[run["state"]] = states.get(run["state"], 0) + 1
+    return "; ".join(
+        f"{stage}: " + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+        for stage, states in sorted(counts.items())
+    ) or "none"
+
+
 def failures(stack: LiveStack) -> list[str]:
     """Every failed run and failed task instance of every DAG, each failed task with the end of its log."""
     runs = all_runs(stack.api)
@@ -334,8 +347,5 @@ def test_a_fresh_stacks_first_ten_minutes_of_runs_contain_no_failed_run(live_sta
             break
         time.sleep(min(30, max(live_stack.seconds_left(), 0)))
     runs = all_runs(live_stack.api)
-    states: dict[str, int] = {}
-    for run in runs:
-        states[run["state"]] = states.get(run["state"], 0) + 1
-    print(f"{len(runs)} runs in the first {FIRST_RUN_WINDOW_S // 60} minutes: {states}")
+    print(f"{len(runs)} runs in the first {FIRST_RUN_WINDOW_S // 60} minutes: {run_summary(runs)}")
     assert runs, "no DAG ran at all in the first run"
