@@ -342,7 +342,8 @@ def quarantine_section(quarantine: list[dict]) -> str:
     if not quarantine:
         return '<h2>Quarantined batches</h2><p class="muted">None.</p>'
     rows = "".join(
-        f'<tr><td>{esc(item.get("day"))}</td><td>{esc(item.get("batch"))}<br><span class="muted">'
+        f'<tr><td>{esc(item.get("day"))}</td><td>{esc(item.get("batch"))} {esc(item.get("suite"))}'
+        f'<br><span class="muted">{esc(item.get("message"))}</span><br><span class="muted">'
         f'{esc((item.get("folder") or {}).get("root"))}/{esc((item.get("folder") or {}).get("path"))}</span></td>'
         f'<td><ul class="events">{"".join(f"<li>{esc(rule)}</li>" for rule in item.get("failed_rules") or [])}'
         f"</ul></td></tr>"
@@ -443,7 +444,7 @@ def model_page(status: dict, dags: ModelDags, links: Links, description: str = "
 # Which reports each reporting task makes: the drift sensor's check (Evidently), the ingestion's
 # validation of the batch and of the labels (GX Data Docs of the features and labels suites).
 TASK_REPORTS = {
-    ("drift_sensor", "check_windows"): lambda report: bool(report.get("kind")),
+    ("drift_sensor", "check_windows"): lambda report: not report.get("suite"),
     ("data_ingestion", "validate_batch"): lambda report: report.get("suite") == "features",
     ("data_ingestion", "land_labels"): lambda report: report.get("suite") == "labels",
 }
