@@ -252,18 +252,21 @@ def actions_section(model: str, challenger: str | None, links: Links) -> str:
 
 def chart_figure(monitoring: dict) -> dict:
     """The monitoring chart as Plotly JSON: drift share, per-column scores and the realized metric over
-    time, one panel each on a shared time axis, with retrain requests and promotions marked."""
+    time, one panel each on a shared time axis, with retrain requests and promotions marked.
+
+    The checked days are sent once (`days`); the page gives them to every trace that has no `x` of its own,
+    which halves the page of a year of history."""
     days = monitoring.get("days") or []
     metric = monitoring.get("metric") or "metric"
     methods = monitoring.get("column_methods") or {}
-    traces = [{"type": "scatter", "mode": "lines+markers", "name": "drift share", "x": days,
+    traces = [{"type": "scatter", "mode": "lines+markers", "name": "drift share",
                "y": monitoring.get("drift_share") or [], "yaxis": "y", "line": {"color": "#cf222e"},
                "marker": {"size": 3}, "connectgaps": False}]
     for column, scores in sorted((monitoring.get("columns") or {}).items()):
         name = f"{column} ({methods[column]})" if methods.get(column) else column
-        traces.append({"type": "scatter", "mode": "lines", "name": name, "x": days, "y": scores, "yaxis": "y2",
+        traces.append({"type": "scatter", "mode": "lines", "name": name, "y": scores, "yaxis": "y2",
                        "legendgroup": "columns", "line": {"width": 1}})
-    traces.append({"type": "scatter", "mode": "lines+markers", "name": f"realized {metric}", "x": days,
+    traces.append({"type": "scatter", "mode": "lines+markers", "name": f"realized {metric}",
                    "y": monitoring.get("realized_metric") or [], "yaxis": "y3", "line": {"color": "#0969da"},
                    "marker": {"size": 3}})
     requests = monitoring.get("requests") or []
@@ -290,7 +293,7 @@ def chart_figure(monitoring: dict) -> dict:
         "yaxis2": {"domain": [0.37, 0.63], "title": {"text": "column drift score"}},
         "yaxis3": {"domain": [0, 0.3], "title": {"text": metric}},
     }
-    return {"data": traces, "layout": layout}
+    return {"days": days, "data": traces, "layout": layout}
 
 
 def monitoring_section(monitoring: dict, links: Links) -> tuple[str, str]:
@@ -300,6 +303,7 @@ def monitoring_section(monitoring: dict, links: Links) -> tuple[str, str]:
     figure = chart_figure(monitoring)
     script = (f'<script src="{esc(links.plotly())}"></script><script>'
               f"const figure = {script_json(figure)};"
+              "figure.data.forEach(trace => { trace.x = trace.x || figure.days; });"
               'Plotly.newPlot("monitoring-chart", figure.data, figure.layout, {responsive: true, displaylogo: false});'
               "</script>")
     note = ('<p class="muted">One point per checked day, against the version that served it. Triangles: retrain '
