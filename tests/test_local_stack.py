@@ -37,7 +37,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import dag, task
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=False)
 def demo__hello():
     @task
     def hello() -> str:
@@ -46,13 +46,19 @@ def demo__hello():
     hello()
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=False)
 def demo__sleepy():
     BashOperator(task_id="sleep", bash_command="sleep 600")
 
 
+@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=True)
+def demo__held():
+    BashOperator(task_id="wait", bash_command="true")
+
+
 demo__hello()
 demo__sleepy()
+demo__held()
 '''
 
 
@@ -479,7 +485,11 @@ def test_up_serves_a_healthy_stack_that_runs_tasks_and_ctrl_c_stops_every_proces
         }
         with urllib.request.urlopen(f"http://127.0.0.1:{stack_env['MLFLOW_PORT']}/health", timeout=10) as answer:
             assert answer.status == 200
-        assert "Unpaused 2 DAG(s): demo__hello, demo__sleepy" in stack.rest_of_output()
+        # The stack leaves pausing to the DAGs (a model's `paused_on_start`) and to people, and says which wait.
+        banner = stack.rest_of_output()
+        assert "Paused 1 DAG(s), whose runs wait until you unpause them in the UI: demo__held" in banner
+        assert {dag["dag_id"]: dag["is_paused"] for dag in api_for(stack_env).dags()} == {
+            "demo__hello": False, "demo__sleepy": False, "demo__held": True}
 
         listing = subprocess.run(
             [str(BIN_AIRFLOW), "dags", "list", "--output", "json"],
