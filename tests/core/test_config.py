@@ -35,7 +35,7 @@ def test_wrong_type_names_file_key_value_and_expectation(tmp_path):
     assert "valid integer" in message
 
 
-def test_a_config_without_paused_on_start_starts_its_dags_unpaused(tmp_path):
+def test_a_config_without_paused_on_start_is_not_paused_on_start(tmp_path):
     path = write_variant(tmp_path, lambda raw: raw.pop("paused_on_start", None))
 
     assert load_model_config(path).paused_on_start is False
