@@ -894,16 +894,25 @@ def start_services(
 ) -> None:
     """Start `services` with `start` (which adds each to `started`) and wait until all are healthy.
 
-    MLflow, first in the list, boots while the Airflow database is prepared. Whatever was started
-    stays in `started` when this raises, for the caller to stop.
+    MLflow, first in the list, boots while the Airflow database is prepared. The scheduler starts
+    last, once the api-server answers: every task it starts first calls the api-server's execution
+    API, and the DAGs that run as soon as they are created (`paused_on_start: false`) would
+    otherwise fail their first tasks with "connection refused" while the api-server boots. Whatever
+    was started stays in `started` when this raises, for the caller to stop.
     """
     mlflow, *airflow_and_serving = services
     start(mlflow)
     ensure_airflow_db(config, env)
     for service in airflow_and_serving:
-        start(service)
+        if service.name != "scheduler":
+            start(service)
     print(f"Started {', '.join(started)}; waiting until they are healthy...")
-    wait_until_healthy(started, t0, HEALTH_TIMEOUT_S)
+    wait_until_healthy({"api-server": started["api-server"]}, t0, HEALTH_TIMEOUT_S)
+    for service in airflow_and_serving:
+        if service.name == "scheduler":
+            start(service)
+            print("Started the scheduler, now that the api-server answers")
+    wait_until_healthy({name: each for name, each in started.items() if name != "api-server"}, t0, HEALTH_TIMEOUT_S)
 
 
 def print_ready(
