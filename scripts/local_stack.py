@@ -217,6 +217,11 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if config.celery else "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # task processes at once: enough for the demo on 2 cores
+        # A task's first call to the execution API waits for the api-server, which on 2 busy cores and
+        # SQLite can take longer than Airflow's 5 s x 5 attempts while the stack starts; the task would
+        # then fail before it began. 30 s x 8 attempts (waits growing to 90 s) ride that out.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "8",
         # Airflow's default for a DAG that does not say; every model DAG says (`paused_on_start` in its config).
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
