@@ -50,6 +50,7 @@ def build(config):
         schedule=curated,
         start_date=to_pendulum(data_start(config)),
         catchup=False,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name),

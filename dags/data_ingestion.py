@@ -53,6 +53,7 @@ def build(config):
         end_date=to_pendulum(end) if end else None,
         catchup=True,
         max_active_runs=2,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name),

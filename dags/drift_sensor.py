@@ -85,6 +85,7 @@ def build(config):
         end_date=to_pendulum(data_end(config)) if data_end(config) else None,
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
         doc_md=DOC.format(

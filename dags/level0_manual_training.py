@@ -58,9 +58,7 @@ def build(config):
         start_date=to_pendulum(data_start(config)),
         catchup=False,
         max_active_runs=1,
-        # Unpaused: with no schedule and no Asset it never runs by itself, and a person's trigger
-        # should not wait in the queue of a paused DAG.
-        is_paused_upon_creation=False,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 0),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name, dag_id=dag_id(config.name, STAGE)),

@@ -66,6 +66,7 @@ def build(config):
         start_date=to_pendulum(data_start(config)),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1, 2),
         default_args=default_args(config),
         doc_md=DOC.format(
@@ -78,8 +79,11 @@ def build(config):
                              description="The registered version to deploy; empty = the current @challenger."),
             "force": Param(False, type="boolean", title="Force",
                            description="Deploy a version the gate did not bless (needs a reason)."),
-            "reason": Param("", type="string", title="Reason",
-                            description="Why you force this deployment; recorded on the model version."),
+            # Nullable: the form opens without an error and deploys the challenger as it opens; a
+            # forced deployment without a reason is refused by check_candidate, saying so.
+            "reason": Param(None, type=["null", "string"], title="Reason",
+                            description="Why you force this deployment (needed with Force); recorded on the "
+                                        "model version."),
             "load_test_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, title="Load test rate (req/s)",
                                     description=f"Requests per second of the post-deploy load test; empty = "
                                                 f"{deploy.load_test_rate:g} from the model config."),
@@ -101,7 +105,7 @@ def build(config):
             try:
                 version = deployment.resolve_version(config, params["version"], announced[-1] if announced else None)
                 candidate = deployment.check_candidate(
-                    config, version, force=params["force"], reason=params["reason"],
+                    config, version, force=params["force"], reason=params["reason"] or "",
                     requested_by=dag_run.triggering_user_name,
                 )
             except deployment.DeploymentRefused as exc:

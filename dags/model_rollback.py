@@ -40,6 +40,7 @@ def build(config):
         start_date=to_pendulum(data_start(config)),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 2),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name, dag_id=dag_id(config.name, STAGE)),

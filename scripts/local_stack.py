@@ -55,7 +55,6 @@ HEALTH_TIMEOUT_S = 300
 PARSE_TIMEOUT_S = 150
 PARSE_QUIET_S = 20
 STOP_GRACE_S = 20
-NEW_DAG_CHECK_INTERVAL_S = 15
 HAS_PROC = Path("/proc/self/stat").exists()
 
 
@@ -218,6 +217,12 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if config.celery else "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # task processes at once: enough for the demo on 2 cores
+        # A task's first call to the execution API waits for the api-server, which on 2 busy cores and
+        # SQLite can take longer than Airflow's 5 s x 5 attempts while the stack starts; the task would
+        # then fail before it began. 30 s x 8 attempts (waits growing to 90 s) ride that out.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "8",
+        # Airflow's default for a DAG that does not say; every model DAG says (`paused_on_start` in its config).
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
@@ -716,11 +721,10 @@ def wait_for_dag_files_parsed(
     Parsed means that every DAG file has produced a DAG or an import error. A file that produces
     neither (a module that merely mentions DAGs) would never let that happen, so the wait also ends
     once something is parsed and nothing has changed for `quiet` seconds, and after `timeout` seconds.
-    DAGs that show up later are unpaused by `supervise`.
     """
     expected = dag_files(dags_folder)
     if not expected:
-        print(f"Warning: no DAG files in {display(dags_folder)} yet; nothing to unpause.")
+        print(f"Warning: no DAG files in {display(dags_folder)} yet.")
         return [], []
     print(f"Waiting for the DAG processor to parse {len(expected)} DAG file(s)...")
     deadline = time.monotonic() + timeout
@@ -740,20 +744,10 @@ def wait_for_dag_files_parsed(
             if missing:
                 print(
                     f"No DAG and no import error (yet) from {', '.join(sorted(missing))}; "
-                    "DAGs that appear later are unpaused when they do."
+                    "the DAG processor keeps parsing the DAG folder while the stack runs."
                 )
             return dags, errors
         time.sleep(3)
-
-
-def unpause_model_dags(api: AirflowApi, dags: Iterable[dict], models: list[str]) -> list[str]:
-    """Unpause the paused DAGs of the demo models; return the ids of the DAGs it unpaused."""
-    unpaused = []
-    for dag in dags:
-        if dag["is_paused"] and is_model_dag(dag["dag_id"], models):
-            api.unpause(dag["dag_id"])
-            unpaused.append(dag["dag_id"])
-    return unpaused
 
 
 # --- up, down, status -------------------------------------------------------------------------------
@@ -905,27 +899,36 @@ def start_services(
 ) -> None:
     """Start `services` with `start` (which adds each to `started`) and wait until all are healthy.
 
-    MLflow, first in the list, boots while the Airflow database is prepared. Whatever was started
-    stays in `started` when this raises, for the caller to stop.
+    MLflow, first in the list, boots while the Airflow database is prepared. The scheduler starts
+    last, once the api-server answers: every task it starts first calls the api-server's execution
+    API, and the DAGs that run as soon as they are created (`paused_on_start: false`) would
+    otherwise fail their first tasks with "connection refused" while the api-server boots. Whatever
+    was started stays in `started` when this raises, for the caller to stop.
     """
     mlflow, *airflow_and_serving = services
     start(mlflow)
     ensure_airflow_db(config, env)
     for service in airflow_and_serving:
-        start(service)
+        if service.name != "scheduler":
+            start(service)
     print(f"Started {', '.join(started)}; waiting until they are healthy...")
-    wait_until_healthy(started, t0, HEALTH_TIMEOUT_S)
+    wait_until_healthy({"api-server": started["api-server"]}, t0, HEALTH_TIMEOUT_S)
+    for service in airflow_and_serving:
+        if service.name == "scheduler":
+            start(service)
+            print("Started the scheduler, now that the api-server answers")
+    wait_until_healthy({name: each for name, each in started.items() if name != "api-server"}, t0, HEALTH_TIMEOUT_S)
 
 
 def print_ready(
     config: StackConfig,
     urls: Mapping[str, str],
     password: str,
-    unpaused: list[str],
+    paused: list[str],
     import_errors: list[dict],
     seconds: float,
 ) -> None:
-    """The banner: where everything is, how to log in, what was unpaused or failed, how to stop."""
+    """The banner: where everything is, how to log in, which DAGs are paused or failed to import, how to stop."""
     lines = [
         "",
         f"The local stack is ready (took {seconds:.0f} s).",
@@ -942,8 +945,9 @@ def print_ready(
         "               bin/airflow dags trigger credit_default__data_ingestion --conf '{...}'",
         "",
     ]
-    if unpaused:
-        lines.append(f"Unpaused {len(unpaused)} DAG(s): {', '.join(sorted(unpaused))}")
+    if paused:
+        lines.append(f"Paused {len(paused)} DAG(s), whose runs wait until you unpause them in the UI: "
+                     f"{', '.join(sorted(paused))}")
     for error in import_errors:
         trace = error["stack_trace"].strip().splitlines()
         lines.append(f"Import error in {error['filename']}: {trace[-1] if trace else ''}")
@@ -953,29 +957,14 @@ def print_ready(
     print("\n".join(lines))
 
 
-def supervise(
-    started: Mapping[str, tuple[subprocess.Popen, ServiceProcess]],
-    api: AirflowApi,
-    models: list[str],
-    known_dags: set[str],
-) -> NoReturn:
-    """Stay in the foreground until asked to stop; unpause demo DAGs that appear while running.
+def supervise(started: Mapping[str, tuple[subprocess.Popen, ServiceProcess]]) -> NoReturn:
+    """Stay in the foreground until asked to stop; raise when a service exits.
 
-    DAGs seen before are left alone, so a DAG someone pauses in the UI stays paused.
+    The stack never pauses or unpauses a DAG: each model DAG is created unpaused, or paused when its
+    config says `paused_on_start: true`, and then keeps whatever a person chooses in the UI.
     """
-    next_check = time.monotonic() + NEW_DAG_CHECK_INTERVAL_S
     while True:
         raise_if_exited(started)
-        if time.monotonic() >= next_check:
-            next_check = time.monotonic() + NEW_DAG_CHECK_INTERVAL_S
-            try:
-                new = [dag for dag in api.dags() if dag["dag_id"] not in known_dags]
-                unpaused = unpause_model_dags(api, new, models)
-            except (OSError, ValueError, KeyError):
-                continue
-            known_dags.update(dag["dag_id"] for dag in new)
-            if unpaused:
-                print(f"New DAG(s) unpaused: {', '.join(sorted(unpaused))}")
         time.sleep(1)
 
 
@@ -1015,11 +1004,11 @@ def up(config: StackConfig) -> int:
         api = AirflowApi(config.airflow_url, ADMIN_USER, password)
         models = model_names(config.models_dir)
         dags, errors = wait_for_dag_files_parsed(api, config.dags_folder, PARSE_TIMEOUT_S, PARSE_QUIET_S)
-        unpaused = unpause_model_dags(api, dags, models)
         if not any(is_model_dag(dag["dag_id"], models) for dag in dags):
             print(f"Warning: no DAG of the demo models ({', '.join(models) or 'none'}) is parsed yet.")
-        print_ready(config, urls, password, unpaused, errors, time.monotonic() - t0)
-        supervise(started, api, models, {dag["dag_id"] for dag in dags})
+        paused = [dag["dag_id"] for dag in dags if dag["is_paused"]]
+        print_ready(config, urls, password, paused, errors, time.monotonic() - t0)
+        supervise(started)
     except StopRequested as stop:
         print(f"\n{stop} received.")
         exit_code = 0

@@ -37,7 +37,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import dag, task
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=False)
 def demo__hello():
     @task
     def hello() -> str:
@@ -46,13 +46,26 @@ def demo__hello():
     hello()
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=False)
 def demo__sleepy():
     BashOperator(task_id="sleep", bash_command="sleep 600")
 
 
+@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=True)
+def demo__held():
+    BashOperator(task_id="wait", bash_command="true")
+
+
+@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1), catchup=False, is_paused_upon_creation=False,
+     default_args={"retries": 0})
+def demo__at_once():
+    BashOperator(task_id="first", bash_command="true")
+
+
 demo__hello()
 demo__sleepy()
+demo__held()
+demo__at_once()
 '''
 
 
@@ -479,7 +492,21 @@ def test_up_serves_a_healthy_stack_that_runs_tasks_and_ctrl_c_stops_every_proces
         }
         with urllib.request.urlopen(f"http://127.0.0.1:{stack_env['MLFLOW_PORT']}/health", timeout=10) as answer:
             assert answer.status == 200
-        assert "Unpaused 2 DAG(s): demo__hello, demo__sleepy" in stack.rest_of_output()
+        # The stack leaves pausing to the DAGs (a model's `paused_on_start`) and to people, and says which wait.
+        banner = stack.rest_of_output()
+        assert "Paused 1 DAG(s), whose runs wait until you unpause them in the UI: demo__held" in banner
+        api = api_for(stack_env)
+        assert {dag["dag_id"]: dag["is_paused"] for dag in api.dags()} == {
+            "demo__hello": False, "demo__sleepy": False, "demo__held": True, "demo__at_once": False}
+        # A DAG that runs as soon as it is created: its first task, with no retry, does not meet an
+        # api-server that is still booting (the scheduler starts once the api-server answers).
+        assert banner.index("api-server     healthy") < banner.index("Started the scheduler")
+        def runs() -> list[dict]:
+            return api.request("GET", "/api/v2/dags/demo__at_once/dagRuns")["dag_runs"]
+
+        assert local_stack.wait_until(runs, timeout=120), "the scheduler never ran demo__at_once"
+        [first] = runs()
+        assert wait_for_task_state(api, "demo__at_once", first["dag_run_id"], {"success"}) == "success"
 
         listing = subprocess.run(
             [str(BIN_AIRFLOW), "dags", "list", "--output", "json"],
@@ -488,7 +515,6 @@ def test_up_serves_a_healthy_stack_that_runs_tasks_and_ctrl_c_stops_every_proces
         assert listing.returncode == 0, listing.stderr
         assert "demo__hello" in listing.stdout
 
-        api = api_for(stack_env)
         run = api.request("POST", "/api/v2/dags/demo__hello/dagRuns", {"logical_date": None}, attempts=1)
         assert wait_for_task_state(api, "demo__hello", run["dag_run_id"], {"success"}) == "success"
     finally:

@@ -410,6 +410,10 @@ class ModelConfig(_Strict):
     name: Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
     description: str = ""
     owner: str = "ml-team"
+    paused_on_start: bool = Field(
+        False,
+        description="Whether the model's DAGs are paused when Airflow first sees them; false: they run at once.",
+    )
     source: Source
     schema_: Schema = Field(alias="schema")
     target: Target

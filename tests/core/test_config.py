@@ -35,6 +35,24 @@ def test_wrong_type_names_file_key_value_and_expectation(tmp_path):
     assert "valid integer" in message
 
 
+def test_a_config_without_paused_on_start_is_not_paused_on_start(tmp_path):
+    path = write_variant(tmp_path, lambda raw: raw.pop("paused_on_start", None))
+
+    assert load_model_config(path).paused_on_start is False
+
+
+def test_paused_on_start_must_be_a_boolean(tmp_path):
+    path = write_variant(tmp_path, lambda raw: raw.update(paused_on_start="sometimes"))
+
+    with pytest.raises(ConfigError) as error:
+        load_model_config(path)
+
+    message = str(error.value)
+    assert str(path) in message
+    assert "key 'paused_on_start': got 'sometimes'" in message
+    assert "valid boolean" in message
+
+
 def test_missing_key_is_named(tmp_path):
     path = write_variant(tmp_path, lambda raw: raw.pop("target"))
 

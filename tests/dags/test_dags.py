@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,62 @@ def test_a_broken_config_breaks_only_its_own_dags_with_an_import_error(state_dir
     assert "card_fraud.yaml" in error
     assert "training.window_days" in error
     assert "'a month'" in error
+
+
+def new_model(paused_on_start: bool | None) -> str:
+    """Add a model config (the demo's, under a name Airflow has never seen); its name."""
+    name = f"fresh_{uuid.uuid4().hex[:8]}"
+    raw = yaml.safe_load((settings.PROJECT_ROOT / "include" / "models" / "credit_default.yaml").read_text())
+    raw["name"] = name
+    raw.pop("paused_on_start", None)
+    if paused_on_start is not None:
+        raw["paused_on_start"] = paused_on_start
+    (settings.models_dir() / f"{name}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return name
+
+
+def parse_and_sync_dags_folder() -> None:
+    """What the DAG processor does with the DAG folder: parse it and write its DAGs to the metadata DB."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    bundle = manager.get_bundle("dags-folder")
+    dagbag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+    assert dagbag.import_errors == {}
+    sync_bag_to_db(dagbag, bundle.name, bundle.version)
+
+
+def paused_in_db(model: str) -> dict[str, bool]:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {dag.dag_id: dag.is_paused
+                for dag in session.query(DagModel).filter(DagModel.dag_id.startswith(f"{model}__"))}
+
+
+def test_a_new_models_dags_are_created_unpaused_unless_its_config_says_paused_on_start(state_dir, airflow_db):
+    unpaused, paused = new_model(paused_on_start=None), new_model(paused_on_start=True)
+
+    parse_and_sync_dags_folder()
+
+    assert len(paused_in_db(unpaused)) == len(paused_in_db(paused)) == 7
+    assert set(paused_in_db(unpaused).values()) == {False}
+    assert set(paused_in_db(paused).values()) == {True}
+
+
+def test_a_dag_a_person_paused_stays_paused_when_the_dags_are_parsed_again(state_dir, airflow_db):
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    model = new_model(paused_on_start=False)
+    parse_and_sync_dags_folder()
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == f"{model}__continuous_training").update({"is_paused": True})
+
+    parse_and_sync_dags_folder()
+
+    assert paused_in_db(model)[f"{model}__continuous_training"] is True
+    assert paused_in_db(model)[f"{model}__data_ingestion"] is False

@@ -72,11 +72,21 @@ def answer_approval_when_asked(dag_id: str, answer: str, seen: dict) -> threadin
     return thread
 
 
-def run_dag(stage: str, conf: dict | None = None, mark_success: str | None = None):
+def load_dag(stage: str):
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags" / f"{stage}.py")).dags[f"{MODEL}__{stage}"]
-    return dag.test(logical_date=None, run_conf=conf or {}, mark_success_pattern=mark_success)
+    return DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags" / f"{stage}.py")).dags[f"{MODEL}__{stage}"]
+
+
+def run_dag(stage: str, conf: dict | None = None, mark_success: str | None = None):
+    return load_dag(stage).test(logical_date=None, run_conf=conf or {}, mark_success_pattern=mark_success)
+
+
+def form_conf(stage: str, **typed) -> dict:
+    """The conf the UI's trigger form sends: every field as the form opens, plus what a person typed."""
+    from tests.dags.test_trigger_forms import form_params
+
+    return {**{name: spec["value"] for name, spec in form_params(load_dag(stage)).items()}, **typed}
 
 
 def task_states(dag_run) -> dict[str, str]:
@@ -95,7 +105,7 @@ def test_a_new_challenger_becomes_champion_and_is_served_after_live_checks(deliv
     second = register_version(delivery_world, seed=2)
     registry.set_challenger(MODEL, second)
 
-    dag_run = run_dag("model_deployment")
+    dag_run = run_dag("model_deployment", form_conf("model_deployment"))  # the form's Trigger, untouched
 
     states = task_states(dag_run)
     assert dag_run.state == "success", states
@@ -186,6 +196,17 @@ def test_an_unblessed_version_is_refused_unless_forced_with_a_reason(delivery_wo
     tags = version_tags(unblessed)
     assert tags[deployment.TAG_FORCE_REASON] == "hotfix for ticket 42"
     assert tags[deployment.TAG_FORCED_BY]
+
+
+def test_forcing_a_deployment_in_the_form_without_a_reason_is_refused_saying_so(delivery_world, capfd):
+    unblessed = register_version(delivery_world, seed=1, passed=False)
+
+    refused = run_dag("model_deployment", form_conf("model_deployment", version=unblessed, force=True))
+
+    assert (refused.state, task_states(refused)["check_candidate"]) == ("failed", "failed")
+    logs = capfd.readouterr().out
+    assert f"forcing version {unblessed} of 'credit_default' needs a reason (the Param 'reason')" in logs
+    assert aliases()["champion"] is None
 
 
 @pytest.mark.slow
