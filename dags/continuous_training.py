@@ -131,6 +131,7 @@ def build(config):
                 data_interval_start=start.isoformat() if start else None,
                 data_interval_end=end.isoformat() if end else None,
                 git_commit=ct.current_git_commit(),
+                reason=planned["reason"],
             )
             print(f"Training {config.name}: trigger {planned['trigger']} ({planned['reason']}); {planned['why']}; "
                   f"data up to {planned['cutoff']}, change point {planned['change_start'] or 'none'}")

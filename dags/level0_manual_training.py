@@ -77,7 +77,7 @@ def build(config):
                 hyperparameters = training.validate_overrides(config, params["hyperparameters"])
                 cutoff = training_triggers.resolve_cutoff(config, params["cutoff"])
                 run_ctx = ct.RunContext(dag_id=dag_run.dag_id, run_id=dag_run.run_id, trigger=TRIGGER,
-                                        git_commit=ct.current_git_commit())
+                                        git_commit=ct.current_git_commit(), reason=params["reason"])
                 assembled = ct.assemble(config, run_ctx, cutoff, params["window_days"])
             except (training_triggers.InvalidTrainingRequest, ValueError, ct.NotTrainable) as exc:
                 raise AirflowFailException(str(exc)) from exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fnmatch
 import json
 import os
 import secrets
@@ -692,11 +693,25 @@ def admin_password(config: StackConfig) -> str:
     return json.loads(config.passwords_file.read_text())[ADMIN_USER]
 
 
+def airflowignore_patterns(dags_folder: Path) -> list[str]:
+    """The glob patterns of `dags_folder/.airflowignore` (Airflow 3's default syntax), without comments."""
+    ignore_file = dags_folder / ".airflowignore"
+    if not ignore_file.exists():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in ignore_file.read_text().splitlines())
+    return [line.rstrip("/") for line in lines if line]
+
+
 def dag_files(dags_folder: Path) -> set[str]:
     """Files of `dags_folder` (relative paths) the DAG processor parses: Python files that mention both
-    "airflow" and "dag" or "asset", Airflow's own safe-mode heuristic."""
+    "airflow" and "dag" or "asset", Airflow's own safe-mode heuristic, outside what `.airflowignore`
+    lists (the DAG-building helpers in `mlops_dags/`)."""
+    ignored = airflowignore_patterns(dags_folder)
     files = set()
     for path in dags_folder.rglob("*.py"):
+        relative = path.relative_to(dags_folder).as_posix()
+        if any(fnmatch.fnmatch(relative, pattern) or relative.startswith(f"{pattern}/") for pattern in ignored):
+            continue
         content = path.read_bytes().lower()
         if b"airflow" in content and (b"dag" in content or b"asset" in content):
             files.add(path.relative_to(dags_folder).as_posix())

@@ -358,6 +358,16 @@ def test_dag_files_are_found_with_airflows_heuristic(tmp_path):
     assert local_stack.dag_files(tmp_path) == {"sub/pipeline.py"}
 
 
+def test_dag_files_leave_out_what_airflowignore_lists(tmp_path):
+    (tmp_path / "pipeline.py").write_text("from airflow.sdk import dag\n")
+    (tmp_path / "mlops_dags").mkdir()
+    (tmp_path / "mlops_dags" / "model_dags.py").write_text("from airflow.sdk import dag\n")
+    (tmp_path / ".airflowignore").write_text("# helpers, not DAG files\nmlops_dags/\n")
+
+    assert local_stack.dag_files(tmp_path) == {"pipeline.py"}
+    assert "mlops_dags/model_dags.py" not in local_stack.dag_files(local_stack.PROJECT_ROOT / "dags")
+
+
 def test_model_names_are_the_config_file_stems(tmp_path):
     (tmp_path / "credit_default.yaml").write_text("name: credit_default\n")
     (tmp_path / "churn.yaml").write_text("name: churn\n")

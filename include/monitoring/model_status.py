@@ -66,6 +66,7 @@ LEVEL0_GATE_SUMMARY = "level 0: no gate"
 the training stack (scikit-learn) to read a tag; a test keeps the two equal."""
 
 TAG_TRIGGER = "airflow_trigger"
+TAG_REASON = "training_reason"
 TAG_DAG_ID = "airflow_dag_id"
 TAG_RUN_ID = "airflow_run_id"
 TAG_GATE_PASSED = "gate_passed"
@@ -496,6 +497,7 @@ def _build_summary(model: _Model, facts: _Registry, moves: list[_Move], monitori
             "version": newest.version,
             "registered_at": newest.registered_at,
             "reason": newest.tags.get(TAG_TRIGGER),
+            "why": newest.tags.get(TAG_REASON),
             "gate_passed": _gate_passed(newest),
             "gate_summary": newest.tags.get(TAG_GATE_SUMMARY),
         },
@@ -547,6 +549,7 @@ def _timeline(facts: _Registry, moves: list[_Move]) -> list[dict]:
             "version": version.version,
             "registered_at": version.registered_at,
             "reason": tags.get(TAG_TRIGGER),
+            "why": tags.get(TAG_REASON),
             "airflow_dag_id": tags.get(TAG_DAG_ID),
             "airflow_run_id": tags.get(TAG_RUN_ID),
             "gate_passed": _gate_passed(version),

@@ -80,7 +80,9 @@ class RunContext:
     """Which Airflow run is running a step, and on what code.
 
     `trigger` says why the run started (the DAG names it: "on_demand", "schedule", "new_data",
-    "drift", "performance"); data interval bounds are ISO strings. Tasks may pass it on as a dict.
+    "drift", "performance") and `reason` says it in words (what a person typed in the trigger form, or
+    e.g. "retrain requested: drift"); both are recorded on the MLflow run and the registered version.
+    Data interval bounds are ISO strings. Tasks may pass it on as a dict.
     """
 
     dag_id: str
@@ -89,6 +91,7 @@ class RunContext:
     data_interval_start: str | None = None
     data_interval_end: str | None = None
     git_commit: str = "unknown"
+    reason: str = ""
 
     @classmethod
     def of(cls, value: RunContext | dict) -> RunContext:
@@ -101,6 +104,7 @@ class RunContext:
             registry.TAG_AIRFLOW_DAG_ID: self.dag_id,
             registry.TAG_AIRFLOW_RUN_ID: self.run_id,
             registry.TAG_TRIGGER: self.trigger,
+            registry.TAG_REASON: self.reason[:4000],
             registry.TAG_GIT_COMMIT: self.git_commit,
             "mlflow.source.git.commit": self.git_commit,
             "data_interval_start": str(self.data_interval_start or ""),
@@ -579,7 +583,8 @@ def register(config: ModelConfig, run_ctx: RunContext | dict, mlflow_run_id: str
         data_fingerprint=tags.get(registry.TAG_DATA_FINGERPRINT, ""),
         compared_with=tags[registry.TAG_COMPARED_WITH],
         golden_examples=tags.get(registry.TAG_GOLDEN_EXAMPLES),
-        extra_tags={registry.TAG_GIT_COMMIT: run_ctx.git_commit, registry.TAG_TRIGGER: run_ctx.trigger},
+        extra_tags={registry.TAG_GIT_COMMIT: run_ctx.git_commit, registry.TAG_TRIGGER: run_ctx.trigger,
+                    registry.TAG_REASON: run_ctx.reason[:4000]},
     )
     promoted = sorted({registry.CHAMPION, registry.PREVIOUS_CHAMPION} & set(version.aliases or []))
     alias_set = bool(verdict["passed"]) and not promoted
@@ -668,7 +673,8 @@ def register_without_gate(config: ModelConfig, run_ctx: RunContext | dict, mlflo
         data_fingerprint=tags.get(registry.TAG_DATA_FINGERPRINT, ""),
         compared_with=registry.NO_CHAMPION,
         golden_examples=tags[registry.TAG_GOLDEN_EXAMPLES],
-        extra_tags={registry.TAG_GIT_COMMIT: run_ctx.git_commit, registry.TAG_TRIGGER: run_ctx.trigger},
+        extra_tags={registry.TAG_GIT_COMMIT: run_ctx.git_commit, registry.TAG_TRIGGER: run_ctx.trigger,
+                    registry.TAG_REASON: run_ctx.reason[:4000]},
     )
     log.info("%s: version %s registered without an alias (%s)", config.name, version.version, LEVEL0_GATE_SUMMARY)
     return {"version": str(version.version), "alias_set": False, "newly_registered": created}

@@ -93,9 +93,30 @@ class Links:
         return f"{self.dag(dag_id)}/runs/{quote(run_id, safe='')}"
 
 
+# Airflow renders these pages in an iframe sandboxed without `allow-top-navigation`, so a plain
+# `target="_top"` link to an Airflow page is blocked. The frame keeps its origin (`allow-same-origin`),
+# so it may drive the UI's own router instead: push the URL on the top window's history and tell the
+# router, as a click inside the UI would. Opened on its own (not framed), a link behaves as usual.
+TOP_LINKS_SCRIPT = """<script>
+document.addEventListener("click", function (event) {
+  var link = event.target.closest('a[target="_top"]');
+  if (!link || window.top === window || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  var url = new URL(link.href, window.location.href);
+  try {
+    if (url.origin !== window.top.location.origin) return;
+    event.preventDefault();
+    window.top.history.pushState(null, "", url.pathname + url.search + url.hash);
+    window.top.dispatchEvent(new PopStateEvent("popstate"));
+  } catch (error) {
+    window.open(url.href, "_blank");
+  }
+});
+</script>"""
+
+
 def page(title: str, body: str, *, head: str = "") -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f"<style>{STYLE}</style>{head}</head><body>{body}</body></html>")
+            f"<style>{STYLE}</style>{head}</head><body>{body}{TOP_LINKS_SCRIPT}</body></html>")
 
 
 def message_page(title: str, message: str, links: Links) -> str:
@@ -135,10 +156,16 @@ def health_cell(row: dict) -> str:
     return '<span class="badge ok">healthy</span>'
 
 
+def reason_text(training: dict) -> str:
+    """Why a version was trained: its trigger, and the reason in words when one was recorded."""
+    trigger, why = training.get("reason") or "unknown reason", training.get("why")
+    return f"{trigger}: {why}" if why and why != trigger else trigger
+
+
 def last_training_cell(training: dict | None) -> str:
     if not training:
         return '<span class="muted">never</span>'
-    return (f'v{esc(training["version"])} · {esc(training.get("reason") or "unknown reason")}<br>'
+    return (f'v{esc(training["version"])} · {esc(reason_text(training))}<br>'
             f'<span class="muted">{esc(when(training.get("registered_at")))}</span> '
             f'{gate_badge(training.get("gate_passed"), training.get("gate_summary"))}')
 
@@ -331,7 +358,7 @@ def timeline_section(model: str, timeline: list[dict], links: Links) -> str:
         events = "".join(event_item(event) for event in entry.get("events") or [])
         rows.append(
             f'<tr data-version="{esc(entry["version"])}"><td><b>v{esc(entry["version"])}</b> {aliases}</td>'
-            f'<td>{esc(when(entry.get("registered_at")))}<br><span class="muted">{esc(entry.get("reason"))}</span>'
+            f'<td>{esc(when(entry.get("registered_at")))}<br><span class="muted">{esc(reason_text(entry))}</span>'
             f"{trained_by}</td>"
             f'<td>{gate_badge(entry.get("gate_passed"), entry.get("gate_summary"))}'
             f'<br><span class="muted">vs {esc(entry.get("compared_with"))}</span></td>'

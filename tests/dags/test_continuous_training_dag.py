@@ -28,7 +28,7 @@ def task_states(dag_run) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_manual_run_registers_challenger_v1_and_records_its_trigger(airflow_db, small_world):
+def test_a_manual_run_registers_challenger_v1_and_records_its_trigger_and_reason(airflow_db, small_world):
     dag_run = run_training({"reason": "first model", "cutoff": "2026-02-09"})
 
     states = task_states(dag_run)
@@ -39,6 +39,8 @@ def test_a_manual_run_registers_challenger_v1_and_records_its_trigger(airflow_db
     assert challenger.tags[registry.TAG_GATE_PASSED] == "true"
     run = registry.client().get_run(challenger.run_id)
     assert run.data.tags[registry.TAG_TRIGGER] == "on_demand"
+    assert run.data.tags[registry.TAG_REASON] == "first model"
+    assert challenger.tags[registry.TAG_REASON] == "first model"
     assert run.data.tags[registry.TAG_AIRFLOW_RUN_ID] == dag_run.run_id
 
 

@@ -396,8 +396,8 @@ def test_the_tag_names_read_are_the_ones_the_loop_writes():
     from include.training.continuous_training import LEVEL0_GATE_SUMMARY
 
     assert model_status.LEVEL0_GATE_SUMMARY == LEVEL0_GATE_SUMMARY
-    assert (model_status.TAG_TRIGGER, model_status.TAG_DAG_ID, model_status.TAG_RUN_ID) == (
-        registry.TAG_TRIGGER, registry.TAG_AIRFLOW_DAG_ID, registry.TAG_AIRFLOW_RUN_ID)
+    assert (model_status.TAG_TRIGGER, model_status.TAG_REASON, model_status.TAG_DAG_ID, model_status.TAG_RUN_ID) == (
+        registry.TAG_TRIGGER, registry.TAG_REASON, registry.TAG_AIRFLOW_DAG_ID, registry.TAG_AIRFLOW_RUN_ID)
     assert (model_status.TAG_GATE_PASSED, model_status.TAG_GATE_SUMMARY, model_status.TAG_COMPARED_WITH,
             model_status.TAG_CHAMPION_DEGRADED) == (registry.TAG_GATE_PASSED, registry.TAG_GATE_SUMMARY,
                                                     registry.TAG_COMPARED_WITH, registry.TAG_CHAMPION_DEGRADED)
