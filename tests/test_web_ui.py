@@ -83,7 +83,8 @@ class LiveStack:
             with urllib.request.urlopen(url, timeout=10) as answer:
                 return json.loads(answer.read())["model_version"]["version"]
         except urllib.error.HTTPError as error:
-            if error.code == 404:  # no registered model, or no version with the alias yet
+            # 404: no registered model yet; 400 INVALID_PARAMETER_VALUE: the model has no version with the alias yet
+            if error.code == 404 or (error.code == 400 and b"INVALID_PARAMETER_VALUE" in error.read()):
                 return None
             raise
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -223,6 +224,32 @@ def load_test(
         p50_ms=round(_percentile(ordered, 50), 2), p99_ms=round(_percentile(ordered, 99), 2),
         max_ms=round(ordered[-1], 2) if ordered else math.nan, first_error=errors[0] if errors else None,
     )
+
+
+def load_test_confirmed(
+    run: Callable[[], LoadTestResult], budget_ms: float, *, confirmations: int = 1, pause_seconds: float = 2.0
+) -> tuple[LoadTestResult, str | None, int]:
+    """Run a load test; when its only problem is a p99 over `budget_ms`, measure again before judging.
+
+    At 20 requests a second for 5 seconds, p99 is the second-slowest of 100 requests: on a machine
+    busy with other work (a catch-up of the demo's year on 2 cores) one stall of the client or the
+    service decides it. A failed request fails at once; a latency miss fails only if it repeats in
+    each of `confirmations` more measurements, so a slow model is still refused and rolled back.
+
+    Returns:
+        (the last result, why it failed or None, how many measurements were made).
+    """
+    result = run()
+    problem = result.problem(budget_ms)
+    attempts = 1
+    while problem and not result.errors and attempts <= confirmations:
+        time.sleep(pause_seconds)
+        result = run()
+        problem = result.problem(budget_ms)
+        attempts += 1
+    if problem and attempts > 1:
+        problem += f" (in each of {attempts} measurements)"
+    return result, problem, attempts
 
 
 def _percentile(ordered: list[float], q: float) -> float:
