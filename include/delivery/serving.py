@@ -389,6 +389,11 @@ def load_model_version(
     from threadpoolctl import ThreadpoolController
 
     name, version = config.name, str(model_version.version)
+    # MLflow resolves a version's logged model (`models:/m-…`) through the process-wide tracking URI,
+    # whatever `download_artifacts` is given; left unset, MLflow 3 falls back to a new local SQLite
+    # store where the model does not exist ("Registered Model … not found"). The service has one store.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     try:
         with tempfile.TemporaryDirectory(prefix=f"serving-{name}-{version}-") as folder:
             local = mlflow.artifacts.download_artifacts(
