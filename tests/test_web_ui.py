@@ -224,8 +224,8 @@ def reload_until(page, condition, stack: LiveStack, what: str) -> None:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "known open defect of issue 12: inside the Airflow UI the MLOps nav view's iframe shows Airflow's own "
-    "page, not the plugin's fleet table (the plugin answers at /mlops/ and its route tests pass); to fix next"))
+    "known open defect of issue 12: the fleet table is not found in the MLOps nav view's iframe inside the "
+    "Airflow UI; cause not found yet (the plugin's route tests pass and /mlops/ refuses anonymous requests)"))
 def test_the_mlops_pages_show_the_champion_the_monitoring_chart_and_the_reports(live_stack, browser_page):
     page = browser_page
     model = live_stack.models[0]
