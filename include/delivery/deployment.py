@@ -293,8 +293,8 @@ def verify_live_service(
 ) -> dict:
     """After promotion: `check_served_version`, then a load test (`deployment.load_test_rate`
     requests/s unless `load_test_rate`, for `deployment.load_test_seconds`) without errors and with
-    p99 within `serving.latency_budget_ms` (a p99 miss is measured once more before it fails:
-    `service_checks.load_test_confirmed`). The figures go on the version (`smoke_test_*`,
+    p99 within `serving.latency_budget_ms` (a p99 miss is measured again, up to
+    `deployment.load_test_attempts` times in all, before it fails: `service_checks.load_test_confirmed`). The figures go on the version (`smoke_test_*`,
     `load_test_*`); a failure's reason goes on it as `deployment_failure` for the rollback to quote.
 
     Returns:
@@ -314,7 +314,7 @@ def verify_live_service(
             lambda: service_checks.load_test(serving_url, config.name, golden["inputs"],
                                              rate=load_test_rate or deploy.load_test_rate,
                                              seconds=deploy.load_test_seconds),
-            config.serving.latency_budget_ms,
+            config.serving.latency_budget_ms, attempts=deploy.load_test_attempts,
         )
         record_checks(config, version, "load_test", {**load.as_dict(), "measurements": attempts})
         if problem:

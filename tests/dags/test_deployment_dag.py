@@ -17,7 +17,7 @@ from include.delivery import deployment
 from tests.deployment_world import MODEL, aliases, register_version, write_model_config
 from tests.service_world import ADMIN_TOKEN, Service, running_service
 
-FAST_CHECKS = {"service_timeout_seconds": 20, "load_test_rate": 20, "load_test_seconds": 1}
+FAST_CHECKS = {"service_timeout_seconds": 20, "load_test_rate": 20, "load_test_seconds": 1, "load_test_attempts": 1}
 
 
 @pytest.fixture
