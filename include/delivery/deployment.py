@@ -294,7 +294,8 @@ def verify_live_service(
     """After promotion: `check_served_version`, then a load test (`deployment.load_test_rate`
     requests/s unless `load_test_rate`, for `deployment.load_test_seconds`) without errors and with
     p99 within `serving.latency_budget_ms` (a p99 miss is measured again, up to
-    `deployment.load_test_attempts` times in all, before it fails: `service_checks.load_test_confirmed`). The figures go on the version (`smoke_test_*`,
+    `deployment.load_test_attempts` times in all, before it fails:
+    `service_checks.load_test_confirmed`). The figures go on the version (`smoke_test_*`,
     `load_test_*`); a failure's reason goes on it as `deployment_failure` for the rollback to quote.
 
     Returns:

@@ -136,15 +136,17 @@ class ClosedLoop:
     # --- the steps ------------------------------------------------------------------------------
 
     def _ingest(self, day: dt.date, outcome: DayOutcome) -> None:
+        """Land, validate and publish the day's batch and its labels, as the ingestion DAG does, but
+        without Data Docs sites: nobody browses a replay's, and they cost as much as the checks."""
         landed = ingestion.land(self.config, day)
         try:
-            ingestion.validate(self.config, day, landed["batch_uri"])
+            ingestion.validate(self.config, day, landed["batch_uri"], data_docs=False)
         except ingestion.BatchRejected as exc:
             outcome.quarantined = str(exc).splitlines()[0][:300]
         else:
             ingestion.publish(self.config, day, landed["batch_uri"])
             outcome.curated = True
-        ingestion.land_labels(self.config, day)
+        ingestion.land_labels(self.config, day, data_docs=False)
 
     def _take_ingested(self, day: dt.date, outcome: DayOutcome) -> None:
         """Link the day's landing, curated, quarantine and labels partitions from `data_from`."""
