@@ -312,15 +312,33 @@ def chart_figure(monitoring: dict) -> dict:
             label += f' ({promotion["event"]})'
         annotations.append({"x": promotion["day"], "xref": "x", "y": 1, "yref": "paper", "text": label,
                             "showarrow": False, "yanchor": "bottom", "font": {"size": 10, "color": "#1a7f37"}})
+    marked = [*days, *(request["day"] for request in requests),
+              *(promotion["day"] for promotion in monitoring.get("promotions") or [])]
     layout = {
         "height": 620, "margin": {"l": 60, "r": 20, "t": 30, "b": 40}, "hovermode": "x unified",
         "legend": {"orientation": "h", "y": -0.08}, "shapes": shapes, "annotations": annotations,
-        "xaxis": {"type": "date", "anchor": "y3"},
+        "xaxis": {"type": "date", "anchor": "y3", **time_range(marked)},
         "yaxis": {"domain": [0.7, 1], "title": {"text": "drift share"}, "range": [0, 1.08], "tickformat": ".0%"},
         "yaxis2": {"domain": [0.37, 0.63], "title": {"text": "column drift score"}},
         "yaxis3": {"domain": [0, 0.3], "title": {"text": metric}},
     }
     return {"days": days, "data": traces, "layout": layout}
+
+
+CHART_MIN_DAYS = 14
+
+
+def time_range(days: list[str]) -> dict:
+    """A time axis at least CHART_MIN_DAYS wide around `days` (ISO dates), so that the first checks of a new
+    champion show as days; Plotly would otherwise zoom one checked day to milliseconds. Wider spans: {}."""
+    if not days:
+        return {}
+    first, last = dt.date.fromisoformat(min(days)[:10]), dt.date.fromisoformat(max(days)[:10])
+    missing = CHART_MIN_DAYS - (last - first).days
+    if missing <= 0:
+        return {}
+    pad = dt.timedelta(days=(missing + 1) // 2)
+    return {"range": [(first - pad).isoformat(), (last + pad).isoformat()]}
 
 
 def monitoring_section(monitoring: dict, links: Links) -> tuple[str, str]:

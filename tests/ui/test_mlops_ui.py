@@ -192,6 +192,17 @@ def test_the_model_page_has_the_chart_data_and_report_links(world, airflow_api, 
     assert html.escape(deploy) in page
 
 
+def test_the_chart_of_a_first_checked_day_spans_two_weeks_and_a_longer_history_its_own_days():
+    from mlops_ui import pages
+
+    first_day = pages.chart_figure({"days": ["2026-01-21"], "drift_share": [0.1], "realized_metric": [0.74],
+                                    "promotions": [{"day": "2026-01-21", "version": "1"}]})
+    months = pages.chart_figure({"days": ["2026-01-21", "2026-03-30"], "drift_share": [0.1, 0.2]})
+
+    assert first_day["layout"]["xaxis"]["range"] == ["2026-01-14", "2026-01-28"]
+    assert "range" not in months["layout"]["xaxis"], "Plotly fits the axis to the checked days"
+
+
 def test_a_report_link_opens_the_evidently_report(world, airflow_api):
     client = airflow_api.client()
     report = links(client.get("/mlops/models/model_00").text, "report-link")[0]
