@@ -29,8 +29,9 @@ status: $(STAMP) ## Show which parts of the local stack are running
 test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Lint with ruff, including Airflow's AIR rules
+lint: $(STAMP) ## Lint with ruff (including Airflow's AIR rules) and the workflows with zizmor
 	$(BIN)/ruff check .
+	$(BIN)/zizmor --offline --min-severity low .github/workflows/
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (ratios against a baseline in the same process)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
