@@ -48,9 +48,9 @@ image: ## Build the production image (Dockerfile: official Airflow image + requi
 AIRFLOW_URL ?= http://127.0.0.1:8080
 SERVING_URL ?= http://127.0.0.1:8000
 MLFLOW_URL ?=
-verify-release: $(STAMP) ## Check a running deployment: AIRFLOW_URL=… SERVING_URL=… [MLFLOW_URL=…]
+verify-release: $(STAMP) ## Check a running deployment, changing nothing: AIRFLOW_URL=… SERVING_URL=… [MLFLOW_URL=…] [WITH_TRAINING=1]
 	$(BIN)/python scripts/verify_release.py --airflow-url $(AIRFLOW_URL) --serving-url $(SERVING_URL) \
-		$(if $(MLFLOW_URL),--mlflow-url $(MLFLOW_URL))
+		$(if $(MLFLOW_URL),--mlflow-url $(MLFLOW_URL)) $(if $(WITH_TRAINING),--with-training)
 
 lock: ## Re-resolve constraints.txt from requirements.txt (needs the network)
 	$(BIN)/uv pip compile requirements.txt --python-version 3.11 --no-header -o constraints.txt

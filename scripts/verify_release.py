@@ -12,15 +12,16 @@ as PASS or FAIL with the figures:
 3. Latency: a short open-loop load test (`service_checks.load_test`, by default the model config's
    `deployment.load_test_rate` and `load_test_seconds`) has no errors and a p99 within
    `serving.latency_budget_ms`.
-4. Continuous training: `<model>__continuous_training`, triggered through Airflow's REST API, runs
-   to success. A candidate the gate rejects is a success too: the pipeline worked and kept the
-   champion. Skip this slow check with `--skip-training`.
+4. Continuous training, only with `--with-training` (`make verify-release … WITH_TRAINING=1`):
+   `<model>__continuous_training`, triggered through Airflow's REST API, runs to success. A
+   candidate the gate rejects is a success too: the pipeline worked and kept the champion.
 
-The service is checked before training, because a trained candidate may be delivered right away
-and change the champion under the check. A paused training DAG would queue the run and never start
-it, so a paused DAG is unpaused for the check and paused again afterwards (and the report says so).
-The run may deliver a new champion when its candidate beats the current one: that is the pipeline
-doing its job.
+By default the script changes nothing where it points, so it is safe against production: checks 1-3
+only read and send predictions (marked as service checks). The training check is opt-in because its
+run may register a candidate that beats the champion and is delivered at once: the pipeline doing its
+job, but a release check must not change production's model. CD runs it against staging only. A
+training DAG that someone paused stays paused: the check is skipped and says so. The service is
+checked before training, because a delivered candidate would change the champion under the check.
 
 Credentials: AIRFLOW_USERNAME (default admin) and AIRFLOW_PASSWORD, else AIRFLOW_ADMIN_PASSWORD (the
 name in .env), else the password the local stack generated (state/airflow/...passwords.json.generated).
@@ -132,8 +133,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "else the local stack's MLflow server)")
     parser.add_argument("--model", action="append", dest="models", metavar="NAME",
                         help="A model to verify (repeatable); default: every valid config in the models folder")
-    parser.add_argument("--skip-training", action="store_true",
-                        help="Do not run the continuous-training pipeline (the slowest check)")
+    parser.add_argument("--with-training", action="store_true",
+                        help="Also run the continuous-training pipeline, which may register and deliver a new "
+                             "champion (for staging; the default changes nothing)")
     parser.add_argument("--training-timeout", type=positive_float, default=1800.0, metavar="SECONDS",
                         help="How long the training run may take (default: 1800)")
     parser.add_argument("--load-rate", type=positive_float, metavar="PER_SECOND",
@@ -311,36 +313,30 @@ def latency_verdict(name: str, load: Any, budget_ms: float, rate: float) -> Chec
 def check_continuous_training(api: AirflowApi, model: str, timeout: float) -> CheckResult:
     """Trigger `<model>__continuous_training` and wait until the run finishes; success passes.
 
-    A paused DAG is unpaused for the run and paused again afterwards.
+    A paused DAG is left paused (a person paused it) and the check is skipped, saying so: its run
+    would only queue.
     """
     name = f"{model} continuous training"
     dag_id = f"{model}__continuous_training"
-    quoted = urllib.parse.quote(dag_id)
     try:
-        was_paused = api.request("GET", f"/api/v2/dags/{quoted}")["is_paused"]
-        if was_paused:
-            api.unpause(dag_id)
-        try:
-            run_id = trigger_run(api, dag_id, {"reason": TRAINING_REASON})
-            t0 = time.monotonic()
-            state = wait_for_run(api, dag_id, run_id, timeout)
-            took = time.monotonic() - t0
-            tasks = task_states(api, dag_id, run_id)
-        finally:
-            if was_paused:
-                api.request("PATCH", f"/api/v2/dags/{quoted}", {"is_paused": True})
+        if api.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")["is_paused"]:
+            return CheckResult(name, None, f"{dag_id} is paused and stays paused; unpause it to include this check")
+        run_id = trigger_run(api, dag_id, {"reason": TRAINING_REASON})
+        t0 = time.monotonic()
+        state = wait_for_run(api, dag_id, run_id, timeout)
+        took = time.monotonic() - t0
+        tasks = task_states(api, dag_id, run_id)
     except (OSError, ValueError, KeyError) as exc:
         return CheckResult(name, False, f"Airflow's API: {describe_error(exc)}")
-    paused_note = " (the DAG was paused: unpaused for this run, paused again)" if was_paused else ""
     if state is None:
         return CheckResult(name, False, f"run {run_id} did not finish within {timeout:g} s; task states: "
-                                        f"{format_states(tasks)}{paused_note}")
+                                        f"{format_states(tasks)}")
     if state != "success":
         failed = [task for task, task_state in tasks.items() if task_state in ("failed", "upstream_failed")]
         return CheckResult(name, False, f"run {run_id} {state} after {took:.0f} s; failed task(s): "
-                                        f"{', '.join(failed) or 'none recorded'}{paused_note}")
+                                        f"{', '.join(failed) or 'none recorded'}")
     outcome = training_outcome(api, dag_id, run_id, tasks)
-    return CheckResult(name, True, f"run {run_id} succeeded in {took:.0f} s; {outcome}{paused_note}")
+    return CheckResult(name, True, f"run {run_id} succeeded in {took:.0f} s; {outcome}")
 
 
 def trigger_run(api: AirflowApi, dag_id: str, conf: dict) -> str:
@@ -406,6 +402,8 @@ def describe_error(exc: BaseException) -> str:
 
 # --- putting it together ----------------------------------------------------------------------------
 
+NO_TRAINING = "not run: it may register and deliver a new champion; add --with-training (WITH_TRAINING=1) for staging"
+
 
 def verify(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO | None = None) -> Report:
     """Run every check against the deployment named in `args`; the report of all of them."""
@@ -429,10 +427,10 @@ def verify(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO | N
         report.add(golden_check)
         report.add(check_latency(config, args.serving_url, golden, args.load_rate, args.load_seconds))
     for config in configs:
-        if args.skip_training:
-            report.add(CheckResult(f"{config.name} continuous training", None, "skipped (--skip-training)"))
-        else:
+        if args.with_training:
             report.add(check_continuous_training(api, config.name, args.training_timeout))
+        else:
+            report.add(CheckResult(f"{config.name} continuous training", None, NO_TRAINING))
     return report
 
 

@@ -307,13 +307,11 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
     served = httpx.get(f"{config.serving_url}/models/{MODEL}", timeout=10).json()
     assert served["version"] == champion.version
 
-    # A paused training DAG would never start verify-release's run: the script unpauses it for the run.
-    api.request("PATCH", f"/api/v2/dags/{dag['continuous_training']}", {"is_paused": True})
     verify_env = {**topology.env, "AIRFLOW_PASSWORD": topology.password}
     # -o: the venv is installed already; never let make try to reinstall it (that needs the network).
     verified = subprocess.run(
         ["make", "--no-print-directory", "-o", ".venv/.installed", "verify-release",
-         f"AIRFLOW_URL={config.airflow_url}", f"SERVING_URL={config.serving_url}"],
+         f"AIRFLOW_URL={config.airflow_url}", f"SERVING_URL={config.serving_url}", "WITH_TRAINING=1"],
         cwd=settings.PROJECT_ROOT, env=verify_env, capture_output=True, text=True, timeout=600,
     )
     output = verified.stdout + verified.stderr
@@ -323,9 +321,15 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
     for check in ("DAGs", f"{MODEL} golden outputs", f"{MODEL} latency", f"{MODEL} continuous training"):
         assert f"PASS  {check}:" in output, output
     assert "rejected by the gate" in output, "the same data again cannot beat the champion by 0.05 ROC AUC"
-    assert "unpaused for this run, paused again" in output
-    assert api.request("GET", f"/api/v2/dags/{dag['continuous_training']}")["is_paused"] is True
     assert registry.get_model_version_by_alias(MODEL, "champion").version == champion.version
+
+    # A training DAG that someone paused stays paused: the check is skipped, saying so, and starts no run.
+    api.request("PATCH", f"/api/v2/dags/{dag['continuous_training']}", {"is_paused": True})
+    runs_before = api.request("GET", f"/api/v2/dags/{dag['continuous_training']}/dagRuns")["total_entries"]
+    paused = verify_release.check_continuous_training(api, MODEL, timeout=60)
+    assert paused.passed is None and "is paused and stays paused" in paused.detail
+    assert api.request("GET", f"/api/v2/dags/{dag['continuous_training']}")["is_paused"] is True
+    assert api.request("GET", f"/api/v2/dags/{dag['continuous_training']}/dagRuns")["total_entries"] == runs_before
 
     keys = list(owned.redis().scan_iter())
     assert keys and all(key.startswith(owned.key_prefix.encode()) for key in keys), keys

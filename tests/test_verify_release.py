@@ -58,12 +58,12 @@ def test_a_url_without_a_scheme_is_refused_naming_the_option(capsys):
 def test_urls_lose_their_trailing_slash_and_models_can_be_named_more_than_once():
     args = verify_release.parse_args([
         "--airflow-url", "http://airflow:8080/", "--serving-url", "https://serving.example/",
-        "--model", "credit_default", "--model", "churn", "--skip-training", "--load-rate", "5",
+        "--model", "credit_default", "--model", "churn", "--with-training", "--load-rate", "5",
     ])
 
     assert (args.airflow_url, args.serving_url) == ("http://airflow:8080", "https://serving.example")
     assert args.models == ["credit_default", "churn"]
-    assert args.skip_training and args.load_rate == 5.0
+    assert args.with_training and args.load_rate == 5.0
 
 
 def test_a_load_rate_of_zero_is_refused():
@@ -207,7 +207,7 @@ def test_an_unreachable_deployment_fails_every_check_and_exits_1(state_dir, monk
     dead = f"http://127.0.0.1:{unused_port()}"
     monkeypatch.setenv("AIRFLOW_PASSWORD", "whatever")
     args = verify_release.parse_args(["--airflow-url", dead, "--serving-url", dead, "--mlflow-url", dead,
-                                      "--training-timeout", "5"])
+                                      "--with-training", "--training-timeout", "5"])
     out = io.StringIO()
 
     report = verify_release.verify(args, {"AIRFLOW_PASSWORD": "whatever"}, out=out)
@@ -222,10 +222,9 @@ def test_main_prints_the_summary_and_returns_the_exit_code(state_dir, monkeypatc
     dead = f"http://127.0.0.1:{unused_port()}"
     monkeypatch.setenv("AIRFLOW_PASSWORD", "whatever")
 
-    code = verify_release.main(["--airflow-url", dead, "--serving-url", dead, "--mlflow-url", dead,
-                                "--skip-training"])
+    code = verify_release.main(["--airflow-url", dead, "--serving-url", dead, "--mlflow-url", dead])
 
     out = capsys.readouterr().out
     assert code == 1
     assert out.rstrip().splitlines()[-1] == "Release NOT verified: 3 of 3 check(s) failed."
-    assert "SKIP  credit_default continuous training" in out
+    assert "SKIP  credit_default continuous training: not run: it may register and deliver a new champion" in out

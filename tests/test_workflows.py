@@ -105,6 +105,8 @@ def test_cd_pushes_to_ghcr_then_verifies_staging_then_production_waits_for_appro
         assert verify and "AIRFLOW_URL=" in verify[0] and "SERVING_URL=" in verify[0]
         deploy = run_lines(job).index("docker compose up -d --no-build --wait")
         assert deploy < run_lines(job).index(verify[0]), "verify after deploying"
+        with_training = "WITH_TRAINING=1" in verify[0]
+        assert with_training == (job is staging), "the training check, which may deliver a model, runs on staging only"
 
 
 def test_cd_gives_compose_every_secret_of_env_example_from_github_secrets():
