@@ -117,7 +117,7 @@ def applications(config: ModelConfig, rows: int, seed: int) -> list[dict[str, An
 
 
 def register_champion(config: ModelConfig, state: Path, estimator: str) -> None:
-    """Train the tiny pipeline and register it as version 1 of `credit_default`, alias `champion`.
+    """Train the tiny pipeline and register it as the next version of `credit_default`, alias `champion`.
 
     `estimator` is "logistic" (a LogisticRegression) or "hgb" (the demo config's
     HistGradientBoostingClassifier, which predicts with OpenMP threads).
@@ -144,7 +144,9 @@ def register_champion(config: ModelConfig, state: Path, estimator: str) -> None:
         else HistGradientBoostingClassifier(**config.training.estimator.params),
     ).fit(frame[config.features.all], target)
     client = MlflowClient()
-    experiment = client.create_experiment("bench", artifact_location=(state / "artifacts").as_uri())
+    existing = client.get_experiment_by_name("bench")
+    experiment = existing.experiment_id if existing else client.create_experiment(
+        "bench", artifact_location=(state / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(
             pipeline, name="model", registered_model_name=MODEL, pip_requirements=["scikit-learn"],
