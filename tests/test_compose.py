@@ -368,7 +368,7 @@ def test_every_dependency_exists_and_can_say_it_is_ready():
 
 def test_published_ports_listen_on_loopback_only():
     published = {name: service["ports"] for name, service in SERVICES.items() if service.get("ports")}
-    assert set(published) == {"airflow-apiserver", "mlflow", "serving"}
+    assert set(published) == {"airflow-apiserver", "mlflow", "serving", "statsd-exporter"}
     for name, ports in published.items():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
@@ -381,3 +381,17 @@ def test_the_interpolation_helpers_read_compose_syntax():
         interpolate("${X:?set X}", {"X": ""})
     assert [match["name"] for match in variables("$${HOSTNAME} ${A} ${B:-1}")] == ["A", "B"]
     assert Path(COMPOSE_FILE).name == "docker-compose.yaml"
+
+
+def test_airflow_sends_its_statsd_metrics_to_the_exporter_that_prometheus_scrapes():
+    exporter = SERVICES["statsd-exporter"]
+    flags = dict(flag.split("=", 1) for flag in argv(exporter["command"]))
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                 "airflow-worker"):
+        env = service_env(name)
+        assert env["AIRFLOW__METRICS__STATSD_ON"] == "true", name
+        assert (env["AIRFLOW__METRICS__STATSD_HOST"], f":{env['AIRFLOW__METRICS__STATSD_PORT']}") == (
+            "statsd-exporter", flags["--statsd.listen-udp"]), name
+    import statsd  # noqa: F401  (Airflow's StatsD client must be in the image, or statsd_on fails at start)
+
+    assert "127.0.0.1:9102:9102" in exporter["ports"] and flags["--web.listen-address"] == ":9102"
