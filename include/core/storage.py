@@ -5,7 +5,7 @@ Layout under the data folder (`settings.data_dir()`), one tree per model:
     <model>/landing/day=YYYY-MM-DD/<file>          what a source delivered, before validation
     <model>/curated/day=YYYY-MM-DD/batch.parquet   a batch that passed validation
     <model>/quarantine/day=YYYY-MM-DD/<sha>/       a batch that failed, with its validation report
-    <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day (feedback)
+    <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day and passed validation
 
 Writes are atomic (a temporary file renamed into place), so re-running a task replaces its
 partition and never leaves a duplicate or a half-written file.
@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _write_report(folder: Path, report: dict) -> None:
+    report_path = folder / REPORT_FILE
+    tmp = report_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(tmp, report_path)
+
+
+def _move_to_quarantine(model: str, day: dt.date, batch_file: Path, name: str, report: dict) -> Path:
+    """Move `batch_file` to `quarantine/day=…/<first 12 hex of its sha256>/<name>` beside its report."""
+    folder = quarantine_root(model, day) / file_sha256(batch_file)[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_report(folder, report)
+    shutil.move(batch_file, folder / name)
+    return folder
+
+
 def quarantine_batch(model: str, day: dt.date, batch_file: Path, report: dict) -> Path:
     """Keep a failed batch aside with its validation report; never deletes anything.
 
@@ -149,11 +166,15 @@ def quarantine_batch(model: str, day: dt.date, batch_file: Path, report: dict) -
     folder = quarantine_root(model, day) / file_sha256(batch_file)[:12]
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy2(batch_file, folder / batch_file.name)
-    report_path = folder / REPORT_FILE
-    tmp = report_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, report_path)
+    _write_report(folder, report)
     return folder
+
+
+def quarantine_labels(model: str, day: dt.date, frame: pd.DataFrame, report: dict) -> Path:
+    """Keep labels that failed validation in quarantine, as `labels.parquet` beside their report."""
+    root = quarantine_root(model, day)
+    written = write_parquet_atomically(frame, root / f".{LABELS_FILE}.{uuid.uuid4().hex}.failed")
+    return _move_to_quarantine(model, day, written, LABELS_FILE, report)
 
 
 def quarantined_batches(model: str, day: dt.date) -> list[Path]:

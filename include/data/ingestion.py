@@ -4,6 +4,7 @@ Each step takes the model config, the day and file URIs, and returns a small JSO
 the Airflow tasks that call them pass URIs, never DataFrames. A batch that fails a blocking
 expectation, or cannot even be read, is kept in quarantine beside its validation report and
 `BatchRejected` names every failed rule; nothing is deleted and nothing reaches the curated store.
+Labels are checked before they are stored, so training never joins a label that fails.
 """
 
 from __future__ import annotations
@@ -65,18 +66,17 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
 
 
 def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
-    """Store the labels that arrived on `day`, after checking them with the labels suite (and its Data Docs).
+    """Store the labels that arrived on `day` once they pass the labels suite (and build its Data Docs).
 
-    Labels that fail are moved to quarantine (with their report) out of the labels store, so
-    training never joins them, and `BatchRejected` names the failed rules.
+    Labels that fail go to quarantine with their report and never reach the labels store (what
+    it held for the day stays), so training never joins them; `BatchRejected` names the failed rules.
     """
-    path = sources.land_labels(config, day)
-    if path is None:
+    labels = sources.arrived_labels(config, day)
+    if labels is None:
         return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
-    frame = sources.read_batch(path, config.schema)
-    outcome = validation.validate_batch(config, frame, day, suite_kind="labels", data_docs=data_docs)
+    outcome = validation.validate_batch(config, labels, day, suite_kind="labels", data_docs=data_docs)
     if not outcome.passed:
-        folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
-        path.unlink()
+        folder = storage.quarantine_labels(config.name, day, labels, outcome.to_dict())
         raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
-    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(frame)}
+    path = storage.write_labels(config.name, day, labels)
+    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(labels)}

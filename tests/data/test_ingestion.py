@@ -2,13 +2,15 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from include.core import storage
+from include.core.config import FilesSource, ModelConfig
 from include.core.storage import REPORT_FILE
-from include.data import ingestion
+from include.data import ingestion, validation
 from include.demo import data_world
 
 GOOD_DAY = dt.date(2026, 1, 10)
@@ -50,6 +52,22 @@ EXPECTED_RULE = {
     "unknown category": "expect_column_values_to_be_in_set(region)",
     "duplicate entity ids": "expect_column_values_to_be_unique(application_id)",
 }
+
+
+@pytest.fixture
+def incoming(tmp_path: Path) -> Path:
+    """The folder where a user drops one file a day (and, under labels/, one label file a day)."""
+    folder = tmp_path / "incoming"
+    (folder / "labels").mkdir(parents=True)
+    return folder
+
+
+def files_config(config: ModelConfig, folder: Path) -> ModelConfig:
+    source = FilesSource(
+        kind="files", path=folder, pattern="applications_{day}.csv", start_date=dt.date(2026, 1, 1),
+        labels_path=folder / "labels", labels_pattern="labels_{day}.csv",
+    )
+    return config.model_copy(update={"source": source})
 
 
 def land_frame(config, frame: pd.DataFrame) -> str:
@@ -118,3 +136,47 @@ def test_labels_that_arrived_are_stored_for_training(state_dir, demo_config):
     labels = storage.read_labels_arrived_by(demo_config.name, day)
     assert landed["rows"] == len(labels) == 1000
     assert set(labels["default"].unique()) <= {0, 1}
+
+
+# --- labels are validated before they are stored ------------------------------------------------
+
+
+def deliver_labels(config: ModelConfig, folder: Path, day: dt.date, default) -> pd.DataFrame:
+    labels = data_world.labels_arriving_on(config, day)[["application_id", "default", "event_timestamp"]]
+    labels["default"] = default
+    labels.to_csv(folder / "labels" / f"labels_{day.isoformat()}.csv", index=False)
+    return labels
+
+
+def test_training_sees_no_label_of_a_batch_while_it_is_being_validated(state_dir, demo_config, monkeypatch):
+    day = GOOD_DAY + dt.timedelta(days=demo_config.target.label_delay_days)
+    seen_by_training = []
+
+    def validate_batch(config, frame, day, **options):
+        seen_by_training.append(len(storage.read_labels_arrived_by(config.name, day)))
+        return real_validate_batch(config, frame, day, **options)
+
+    real_validate_batch = validation.validate_batch
+    monkeypatch.setattr(validation, "validate_batch", validate_batch)
+
+    landed = ingestion.land_labels(demo_config, day)
+
+    assert seen_by_training == [0]
+    assert len(storage.read_labels_arrived_by(demo_config.name, day)) == landed["rows"] == 1000
+
+
+def test_labels_that_fail_go_to_quarantine_and_the_days_stored_labels_stay(state_dir, demo_config, incoming):
+    config = files_config(demo_config, incoming)
+    day = GOOD_DAY + dt.timedelta(days=demo_config.target.label_delay_days)
+    good = deliver_labels(demo_config, incoming, day, data_world.labels_arriving_on(demo_config, day)["default"])
+    ingestion.land_labels(config, day)
+    deliver_labels(demo_config, incoming, day, 7)
+
+    with pytest.raises(ingestion.BatchRejected, match=r"expect_column_values_to_be_in_set\(default\)"):
+        ingestion.land_labels(config, day)
+
+    stored = storage.read_labels_arrived_by(config.name, day)
+    assert list(stored["default"]) == list(good["default"])
+    [folder] = storage.quarantined_batches(config.name, day)
+    assert pd.read_parquet(folder / "labels.parquet")["default"].eq(7).all()
+    assert json.loads((folder / REPORT_FILE).read_text())["suite_kind"] == "labels"
