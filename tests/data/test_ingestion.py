@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -96,13 +97,13 @@ def test_unreadable_file_is_quarantined_not_deleted(state_dir, demo_config):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"PAR1 this is not parquet at all")
 
-    with pytest.raises(ingestion.BatchRejected, match="unreadable"):
+    with pytest.raises(ingestion.BatchRejected, match=re.escape(f"unreadable: {path}: ")):
         ingestion.validate(demo_config, GOOD_DAY, str(path))
 
     [folder] = storage.quarantined_batches(demo_config.name, GOOD_DAY)
     assert (folder / "batch.parquet").read_bytes() == b"PAR1 this is not parquet at all"
     assert "file_is_readable" in (folder / REPORT_FILE).read_text()
-    assert path.exists(), "the landed file is kept too"
+    assert not path.exists(), "the batch was moved out of landing"
 
 
 def test_quarantining_the_same_bad_batch_twice_keeps_one_copy(state_dir, demo_config):
@@ -136,6 +137,83 @@ def test_labels_that_arrived_are_stored_for_training(state_dir, demo_config):
     labels = storage.read_labels_arrived_by(demo_config.name, day)
     assert landed["rows"] == len(labels) == 1000
     assert set(labels["default"].unique()) <= {0, 1}
+
+
+# --- a bad batch is moved to quarantine ---------------------------------------------------------
+
+
+def deliver(folder: Path, frame: pd.DataFrame) -> None:
+    frame.to_csv(folder / f"applications_{GOOD_DAY.isoformat()}.csv", index=False)
+
+
+def test_a_bad_batch_moves_from_landing_to_quarantine_and_a_rerun_of_the_day_keeps_it_there(
+    state_dir, demo_config, incoming
+):
+    config = files_config(demo_config, incoming)
+    deliver(incoming, corrupt(data_world.feature_batch(demo_config, GOOD_DAY), "missing column"))
+
+    for _ in range(2):
+        landed = ingestion.land(config, GOOD_DAY)
+        with pytest.raises(ingestion.BatchRejected, match="expect_table_columns_to_match_set"):
+            ingestion.validate(config, GOOD_DAY, landed["batch_uri"])
+    with pytest.raises(ingestion.BatchRejected, match="moved to quarantine"):
+        ingestion.validate(config, GOOD_DAY, landed["batch_uri"])
+
+    assert list(storage.landing_dir(config.name, GOOD_DAY).iterdir()) == []
+    [folder] = storage.quarantined_batches(config.name, GOOD_DAY)
+    assert sorted(path.name for path in folder.iterdir()) == ["applications_2026-01-10.csv", REPORT_FILE]
+    assert json.loads((folder / REPORT_FILE).read_text())["passed"] is False
+
+
+def test_a_good_redelivery_of_a_quarantined_day_is_ingested_and_the_bad_one_stays_in_quarantine(
+    state_dir, demo_config, incoming
+):
+    config = files_config(demo_config, incoming)
+    good = data_world.feature_batch(demo_config, GOOD_DAY)
+    deliver(incoming, corrupt(good, "missing column"))
+    with pytest.raises(ingestion.BatchRejected):
+        ingestion.validate(config, GOOD_DAY, ingestion.land(config, GOOD_DAY)["batch_uri"])
+
+    deliver(incoming, good)
+    landed = ingestion.land(config, GOOD_DAY)
+    validated = ingestion.validate(config, GOOD_DAY, landed["batch_uri"])
+    published = ingestion.publish(config, GOOD_DAY, validated["validated_uri"])
+
+    assert published["rows"] == 1000
+    assert storage.curated_days(config.name) == [GOOD_DAY]
+    assert len(storage.quarantined_batches(config.name, GOOD_DAY)) == 1
+
+
+# --- publish writes what was validated ----------------------------------------------------------
+
+
+def replace_landed_batch(config, batch_uri: str) -> None:
+    """What a second run of the same day does between this run's validate and publish: land another batch."""
+    replacement = corrupt(data_world.feature_batch(config, GOOD_DAY), "out-of-range values").iloc[:10]
+    storage.write_parquet_atomically(replacement, Path(batch_uri))
+
+
+def test_publish_writes_the_validated_batch_even_when_the_landing_file_was_replaced_since(state_dir, demo_config):
+    landed = ingestion.land(demo_config, GOOD_DAY)
+    validated = ingestion.validate(demo_config, GOOD_DAY, landed["batch_uri"])
+    replace_landed_batch(demo_config, landed["batch_uri"])
+
+    published = ingestion.publish(demo_config, GOOD_DAY, validated["validated_uri"])
+
+    curated = storage.read_curated(demo_config.name, GOOD_DAY, GOOD_DAY)
+    assert published["rows"] == 1000
+    pd.testing.assert_frame_equal(curated, data_world.feature_batch(demo_config, GOOD_DAY))
+
+
+def test_publishing_a_landing_file_that_changed_after_its_validation_is_refused(state_dir, demo_config):
+    landed = ingestion.land(demo_config, GOOD_DAY)
+    ingestion.validate(demo_config, GOOD_DAY, landed["batch_uri"])
+    replace_landed_batch(demo_config, landed["batch_uri"])
+
+    with pytest.raises(ingestion.BatchNotValidated, match="not the one that passed validation"):
+        ingestion.publish(demo_config, GOOD_DAY, landed["batch_uri"])
+
+    assert storage.curated_days(demo_config.name) == []
 
 
 # --- labels are validated before they are stored ------------------------------------------------
