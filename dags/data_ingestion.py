@@ -34,8 +34,10 @@ day named in the **day** field.
    (`include/models/{model}.yaml`). A blocking failure moves the batch to
    `quarantine/day=…/` with its GX result, fails with the list of failed rules, and stops the run.
    Expectations marked as warnings are recorded without blocking. Data Docs are kept for every run.
-3. **land_labels**: store the labels that arrived that day (the delayed feedback stream).
-4. **publish_curated_batch**: write the batch to the curated store (re-running replaces it) and
+3. **land_labels**: check the labels that arrived that day (the delayed feedback stream) with the
+   labels suite and store them; labels that fail go to quarantine with their report, never to training.
+4. **publish_curated_batch**: write the bytes that passed validation (not whatever the landing
+   file holds by then) to the curated store (re-running replaces it) and
    update the Asset `{model}__curated_batch` with rows, day and the validation summary. It waits
    for the day's labels, so whoever reacts to the batch (the drift sensor) sees everything that
    arrived that day, as a later re-run of its check will.
@@ -88,7 +90,7 @@ def build(config):
 
             from include.data import ingestion
 
-            published = ingestion.publish(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
+            published = ingestion.publish(config, dt.date.fromisoformat(landed["day"]), validated["validated_uri"])
             context["outlet_events"][curated].extra = {**published, "validation": validated["summary"]}
             return published
 

@@ -3,9 +3,10 @@
 Layout under the data folder (`settings.data_dir()`), one tree per model:
 
     <model>/landing/day=YYYY-MM-DD/<file>          what a source delivered, before validation
+    <model>/validated/day=YYYY-MM-DD/<sha>/        the bytes validation read, with its report once passed
     <model>/curated/day=YYYY-MM-DD/batch.parquet   a batch that passed validation
     <model>/quarantine/day=YYYY-MM-DD/<sha>/       a batch that failed, with its validation report
-    <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day (feedback)
+    <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day and passed validation
 
 Writes are atomic (a temporary file renamed into place), so re-running a task replaces its
 partition and never leaves a duplicate or a half-written file.
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +58,10 @@ def labels_path(model: str, day: dt.date) -> Path:
 
 def quarantine_root(model: str, day: dt.date) -> Path:
     return model_root(model) / "quarantine" / day_partition(day)
+
+
+def validated_root(model: str, day: dt.date) -> Path:
+    return model_root(model) / "validated" / day_partition(day)
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
@@ -136,24 +142,85 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def quarantine_batch(model: str, day: dt.date, batch_file: Path, report: dict) -> Path:
-    """Keep a failed batch aside with its validation report; never deletes anything.
-
-    The batch is copied into `quarantine/day=…/<first 12 hex of its sha256>/` beside
-    `validation.json`, so quarantining the same bytes twice lands in the same folder (no
-    duplicates) while a different batch for the same day is kept next to it.
-
-    Returns:
-        The quarantine folder of this batch.
-    """
-    folder = quarantine_root(model, day) / file_sha256(batch_file)[:12]
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(batch_file, folder / batch_file.name)
+def _write_report(folder: Path, report: dict) -> None:
     report_path = folder / REPORT_FILE
     tmp = report_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, default=str))
     os.replace(tmp, report_path)
+
+
+def snapshot_batch(model: str, day: dt.date, landed: Path) -> Path:
+    """Copy a landed batch to `validated/day=…/<first 12 hex of its sha256>/`, the copy validation reads.
+
+    The copy is named by its own content, so it never changes once written: publishing it publishes
+    exactly the bytes validation checked, whatever replaces the landing file in between (another
+    run of the same day re-landing it, a user re-delivering it).
+
+    Returns:
+        The copy, under the landed file's name.
+    """
+    root = validated_root(model, day)
+    root.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=root, prefix=f".{landed.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        shutil.copyfile(landed, tmp)
+        folder = root / file_sha256(Path(tmp))[:12]
+        folder.mkdir(exist_ok=True)
+        os.replace(tmp, folder / landed.name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / landed.name
+
+
+def mark_validated(snapshot: Path, report: dict) -> None:
+    """Record beside a snapshot that it passed validation (publish reads only marked snapshots)."""
+    _write_report(snapshot.parent, report)
+
+
+def validated_snapshot(model: str, day: dt.date, batch_file: Path) -> Path | None:
+    """The snapshot of the day that passed validation with the same bytes as `batch_file`, if any."""
+    snapshot = validated_root(model, day) / file_sha256(batch_file)[:12] / batch_file.name
+    return snapshot if snapshot.is_file() and (snapshot.parent / REPORT_FILE).is_file() else None
+
+
+def _move_to_quarantine(model: str, day: dt.date, batch_file: Path, name: str, report: dict) -> Path:
+    """Move `batch_file` to `quarantine/day=…/<first 12 hex of its sha256>/<name>` beside its report."""
+    folder = quarantine_root(model, day) / file_sha256(batch_file)[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_report(folder, report)
+    shutil.move(batch_file, folder / name)
     return folder
+
+
+def quarantine_batch(model: str, day: dt.date, batch_file: Path, report: dict, *, landed: Path | None = None) -> Path:
+    """Move a failed batch into quarantine beside its validation report; nothing is deleted.
+
+    The batch goes to `quarantine/day=…/<first 12 hex of its sha256>/` beside `validation.json`,
+    so quarantining the same bytes twice lands in the same folder (no duplicates) while a different
+    batch for the same day is kept next to it.
+
+    Args:
+        batch_file: the file that failed; it is moved.
+        landed: the landing file `batch_file` is a snapshot of. It leaves landing too when it still
+            holds the same bytes; a newer delivery that replaced it in the meantime stays.
+
+    Returns:
+        The quarantine folder of this batch.
+    """
+    name = landed.name if landed is not None else batch_file.name
+    folder = _move_to_quarantine(model, day, batch_file, name, report)
+    if landed is not None and landed.is_file() and file_sha256(landed) == file_sha256(folder / name):
+        landed.unlink()
+    return folder
+
+
+def quarantine_labels(model: str, day: dt.date, frame: pd.DataFrame, report: dict) -> Path:
+    """Keep labels that failed validation in quarantine, as `labels.parquet` beside their report."""
+    root = quarantine_root(model, day)
+    written = write_parquet_atomically(frame, root / f".{LABELS_FILE}.{uuid.uuid4().hex}.failed")
+    return _move_to_quarantine(model, day, written, LABELS_FILE, report)
 
 
 def quarantined_batches(model: str, day: dt.date) -> list[Path]:

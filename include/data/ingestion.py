@@ -1,9 +1,13 @@
 """Data ingestion, step by step: land a day's batch, validate it with GX, then publish or quarantine.
 
 Each step takes the model config, the day and file URIs, and returns a small JSON-able dict, so
-the Airflow tasks that call them pass URIs, never DataFrames. A batch that fails a blocking
-expectation, or cannot even be read, is kept in quarantine beside its validation report and
-`BatchRejected` names every failed rule; nothing is deleted and nothing reaches the curated store.
+the Airflow tasks that call them pass URIs, never DataFrames. Validation reads a snapshot of the
+landed file named by its content (`storage.snapshot_batch`), and publish writes only a snapshot
+that passed: two runs of one day cannot publish bytes that replaced the landing file after they
+were checked. A batch that fails a blocking expectation, or cannot even be read, is moved from
+landing to quarantine beside its validation report and `BatchRejected` names every failed rule;
+nothing is deleted and nothing reaches the curated store. Labels are checked before they are
+stored, so training never joins a label that fails.
 """
 
 from __future__ import annotations
@@ -20,63 +24,99 @@ class BatchRejected(Exception):
     """A batch failed validation (or could not be read) and was quarantined."""
 
 
+class BatchNotValidated(Exception):
+    """Publish was asked for bytes that no validation of the day passed (the file changed since)."""
+
+
 def land(config: ModelConfig, day: dt.date) -> dict:
     """Copy what the source delivered for `day` into the landing zone."""
     path = sources.land_batch(config, day)
     return {"day": day.isoformat(), "batch_uri": str(path)}
 
 
-def _read_or_quarantine(config: ModelConfig, day: dt.date, path: Path):
+def _already_quarantined(config: ModelConfig, day: dt.date, landed: Path) -> BatchRejected | FileNotFoundError:
+    """Why the landed file is gone: a re-run of validate after quarantine says so again, as the first run did."""
+    folders = [folder for folder in storage.quarantined_batches(config.name, day) if (folder / landed.name).is_file()]
+    if not folders:
+        return FileNotFoundError(f"no landed batch at {landed}: land the day's batch first")
+    newest = max(folders, key=lambda folder: (folder / storage.REPORT_FILE).stat().st_mtime)
+    return BatchRejected(f"batch {day} was rejected and moved to quarantine: see {newest / storage.REPORT_FILE}")
+
+
+def _read_or_quarantine(config: ModelConfig, day: dt.date, snapshot: Path, landed: Path):
     try:
-        return sources.read_batch(path, config.schema)
+        return sources.read_batch(snapshot, config.schema)
     except sources.UnreadableBatch as exc:
-        report = validation.unreadable_report(path, exc, day)
-        folder = storage.quarantine_batch(config.name, day, path, report)
-        raise BatchRejected(f"batch {day} is unreadable: {exc}. Quarantined in {folder}") from exc
+        # The snapshot moves to quarantine: the report and the message name the file that was delivered.
+        error = sources.UnreadableBatch(str(exc).replace(str(snapshot), str(landed)))
+        report = validation.unreadable_report(landed, error, day)
+        folder = storage.quarantine_batch(config.name, day, snapshot, report, landed=landed)
+        raise BatchRejected(f"batch {day} is unreadable: {error}. Quarantined in {folder}") from exc
 
 
 def validate(config: ModelConfig, day: dt.date, batch_uri: str, *, data_docs: bool = True) -> dict:
     """Validate the landed batch against the model's GX suite (`data_docs`: also build its Data Docs site).
 
     Returns:
-        The validation summary, warnings included, when no blocking expectation failed.
+        The validation summary, warnings included, when no blocking expectation failed, and
+        `validated_uri`: the snapshot of the bytes that passed, which `publish` writes.
 
     Raises:
-        BatchRejected: after quarantining the batch with its GX result.
+        BatchRejected: after moving the batch from landing to quarantine with its GX result (also
+            on a re-run that finds it already there).
     """
-    path = Path(batch_uri)
-    frame = _read_or_quarantine(config, day, path)
+    landed = Path(batch_uri)
+    if not landed.is_file():
+        raise _already_quarantined(config, day, landed)
+    snapshot = storage.snapshot_batch(config.name, day, landed)
+    frame = _read_or_quarantine(config, day, snapshot, landed)
     outcome = validation.validate_batch(config, frame, day, data_docs=data_docs)
     if not outcome.passed:
-        folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
+        folder = storage.quarantine_batch(config.name, day, snapshot, outcome.to_dict(), landed=landed)
         raise BatchRejected(f"{validation.describe_failures(outcome)}. Quarantined in {folder}")
+    storage.mark_validated(snapshot, outcome.to_dict())
     return {
         "summary": outcome.summary,
         "warnings": [warning.to_dict() for warning in outcome.warnings],
         "data_docs": str(outcome.data_docs_index) if outcome.data_docs_index else None,
+        "validated_uri": str(snapshot),
     }
 
 
 def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
-    """Write a validated batch to the curated store, replacing the day's earlier version."""
-    frame = sources.read_batch(Path(batch_uri), config.schema)
+    """Write a validated batch to the curated store, replacing the day's earlier version.
+
+    Args:
+        batch_uri: `validate`'s `validated_uri`, or a landed file: then the snapshot that passed
+            with the same bytes is published.
+
+    Raises:
+        BatchNotValidated: no validation of the day passed these bytes (the landed file was
+            replaced after its check); nothing is published.
+    """
+    snapshot = storage.validated_snapshot(config.name, day, Path(batch_uri))
+    if snapshot is None:
+        raise BatchNotValidated(
+            f"batch {day} at {batch_uri} is not the one that passed validation (it changed since, or was "
+            "never validated): nothing published; validate the day again"
+        )
+    frame = sources.read_batch(snapshot, config.schema)
     path = storage.write_curated_batch(config.name, day, frame)
     return {"day": day.isoformat(), "curated_uri": str(path), "rows": len(frame)}
 
 
 def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
-    """Store the labels that arrived on `day`, after checking them with the labels suite (and its Data Docs).
+    """Store the labels that arrived on `day` once they pass the labels suite (and build its Data Docs).
 
-    Labels that fail are moved to quarantine (with their report) out of the labels store, so
-    training never joins them, and `BatchRejected` names the failed rules.
+    Labels that fail go to quarantine with their report and never reach the labels store (what
+    it held for the day stays), so training never joins them; `BatchRejected` names the failed rules.
     """
-    path = sources.land_labels(config, day)
-    if path is None:
+    labels = sources.arrived_labels(config, day)
+    if labels is None:
         return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
-    frame = sources.read_batch(path, config.schema)
-    outcome = validation.validate_batch(config, frame, day, suite_kind="labels", data_docs=data_docs)
+    outcome = validation.validate_batch(config, labels, day, suite_kind="labels", data_docs=data_docs)
     if not outcome.passed:
-        folder = storage.quarantine_batch(config.name, day, path, outcome.to_dict())
-        path.unlink()
+        folder = storage.quarantine_labels(config.name, day, labels, outcome.to_dict())
         raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
-    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(frame)}
+    path = storage.write_labels(config.name, day, labels)
+    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(labels)}

@@ -1,4 +1,4 @@
-"""Data sources: land what a source delivered for a day, and read a landed batch back.
+"""Data sources: land what a source delivered for a day, read a landed batch back, and the day's labels.
 
 Landing copies the delivery as it is into the model's landing store (`storage.landing_dir`),
 without parsing it: a corrupt file must reach validation, which quarantines it with a report,
@@ -76,15 +76,15 @@ def land_batch(config: ModelConfig, day: dt.date) -> Path:
     return storage.write_parquet_atomically(batch, folder / SYNTHETIC_BATCH_FILE)
 
 
-def land_labels(config: ModelConfig, day: dt.date) -> Path | None:
-    """Store the labels that arrived on `day` in the labels store.
+def arrived_labels(config: ModelConfig, day: dt.date) -> pd.DataFrame | None:
+    """The labels that arrived on `day`, read but not stored: they are stored once validated.
 
     The labels frame has the entity column, the target column and, when known, the event
     timestamp and `label_timestamp` (when the label became known; the day's midnight when a
     user's file does not say).
 
     Returns:
-        The labels partition written, or None when no labels arrived that day.
+        The labels, or None when no labels arrived that day.
 
     Raises:
         UnreadableBatch: the user's label file cannot be parsed or lacks the entity or target column.
@@ -99,9 +99,7 @@ def land_labels(config: ModelConfig, day: dt.date) -> Path | None:
         labels = _user_labels(config, read_batch(delivered, config.schema), delivered, day)
     else:
         labels = data_world.labels_arriving_on(config, day)
-    if labels.empty:
-        return None
-    return storage.write_labels(config.name, day, labels)
+    return None if labels.empty else labels
 
 
 def read_batch(path: str | Path, schema: Schema) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def test_good_day_lands_validates_and_curates_the_batch(airflow_db, state_dir):
     ],
     ids=["schema-break", "data-quality-incident"],
 )
-def test_bad_day_fails_quarantines_the_batch_and_stops_downstream(airflow_db, state_dir, day, rule, column):
+def test_bad_day_fails_moves_the_batch_to_quarantine_and_stops_downstream(airflow_db, state_dir, day, rule, column):
     dag_run = run_ingestion(day)
 
     states = task_states(dag_run)
@@ -52,6 +52,7 @@ def test_bad_day_fails_quarantines_the_batch_and_stops_downstream(airflow_db, st
     assert states["validate_batch"] == "failed"
     assert states["publish_curated_batch"] == "upstream_failed"
     assert storage.curated_days("credit_default") == []
+    assert list(storage.landing_dir("credit_default", dt.date.fromisoformat(day)).iterdir()) == []
     [folder] = storage.quarantined_batches("credit_default", dt.date.fromisoformat(day))
     report = json.loads((folder / REPORT_FILE).read_text())
     failed = {(failure["expectation_type"], failure["column"]) for failure in report["blocking_failures"]}

@@ -66,20 +66,18 @@ def test_a_day_outside_the_synthetic_world_has_not_arrived(state_dir, demo_confi
         sources.land_batch(demo_config, dt.date(2027, 1, 1))
 
 
-def test_synthetic_labels_are_stored_on_the_day_they_arrive(state_dir, demo_config):
+def test_synthetic_labels_arrive_on_their_day_and_are_not_stored_before_validation(state_dir, demo_config):
     arrival = DAY + dt.timedelta(days=demo_config.target.label_delay_days)
 
-    stored = sources.land_labels(demo_config, arrival)
+    labels = sources.arrived_labels(demo_config, arrival)
 
-    assert stored == storage.labels_path("credit_default", arrival)
-    labels = pd.read_parquet(stored)
+    assert storage.label_days("credit_default") == []
     assert labels["event_timestamp"].dt.date.eq(DAY).all()
     assert list(labels["application_id"]) == list(data_world.feature_batch(demo_config, DAY)["application_id"])
 
 
-def test_no_labels_are_stored_before_the_first_delay_has_passed(state_dir, demo_config):
-    assert sources.land_labels(demo_config, demo_config.source.start_date) is None
-    assert storage.label_days("credit_default") == []
+def test_no_labels_arrive_before_the_first_delay_has_passed(state_dir, demo_config):
+    assert sources.arrived_labels(demo_config, demo_config.source.start_date) is None
 
 
 # --- files source --------------------------------------------------------------------------------
@@ -137,24 +135,23 @@ def test_a_relative_files_path_starts_at_the_project_root(state_dir, demo_config
     assert str(settings.PROJECT_ROOT / "no_such_folder" / "applications_2026-01-10.csv") in str(raised.value)
 
 
-def test_the_files_source_stores_the_days_label_file(state_dir, demo_config, incoming, tmp_path):
+def test_the_files_source_reads_the_days_label_file(state_dir, demo_config, incoming, tmp_path):
     label_folder = tmp_path / "labels"
     label_folder.mkdir()
     config = files_config(demo_config, incoming, labels_path=label_folder, labels_pattern="labels_{day}.csv")
     truth = data_world.labels_arriving_on(demo_config, DAY)
     truth[["application_id", "default", "event_timestamp"]].to_csv(label_folder / "labels_2026-01-10.csv", index=False)
 
-    stored = sources.land_labels(config, DAY)
+    labels = sources.arrived_labels(config, DAY)
 
-    labels = pd.read_parquet(stored)
     assert list(labels["application_id"]) == list(truth["application_id"])
     assert list(labels["default"]) == list(truth["default"])
     assert labels["label_timestamp"].eq(pd.Timestamp(DAY)).all()
-    assert sources.land_labels(config, DAY + dt.timedelta(days=1)) is None
+    assert sources.arrived_labels(config, DAY + dt.timedelta(days=1)) is None
 
 
-def test_a_files_source_without_labels_stores_none(state_dir, demo_config, incoming):
-    assert sources.land_labels(files_config(demo_config, incoming), DAY) is None
+def test_a_files_source_without_labels_has_none(state_dir, demo_config, incoming):
+    assert sources.arrived_labels(files_config(demo_config, incoming), DAY) is None
 
 
 # --- reading a landed batch ----------------------------------------------------------------------
