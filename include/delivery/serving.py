@@ -88,6 +88,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_POLL_SECONDS = 5.0
 BODY_BYTES_PER_RECORD = 4096
 MAX_REPORTED_PROBLEMS = 20
+MAX_NESTING = 64
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ADMIN_BEARER = HTTPBearer(auto_error=False, description="The token in `MLOPS_SERVING_ADMIN_TOKEN`.")
 
@@ -247,8 +248,8 @@ class RecordValidator:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestRejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise RequestRejected(400, "malformed_json", 'the body nests too deeply to be a request; send '
-                                  '{"records": [{...}, ...]}') from None
+            problem = _too_deep(body)
+            raise RequestRejected(400, "malformed_json", problem.describe(), [problem]) from None
         if not isinstance(payload, dict):
             raise self._invalid([FieldProblem(None, None, 'the body must be a JSON object {"records": [...]}')])
         unknown = [FieldProblem(None, name, "is not a field of the body, which has only 'records'")
@@ -310,6 +311,59 @@ class RecordValidator:
         first = problems[0].describe()
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return RequestRejected(422, "invalid_request", f"{first}{more}", problems)
+
+
+def _too_deep(body: bytes) -> FieldProblem:
+    """Where a body that nests too deeply for the JSON parser goes too deep: its record and field.
+
+    Runs only after the parser gave up, so the valid requests never pay for this byte-by-byte walk.
+    A record holds one number, string, boolean or null per field: any list or object nested
+    `MAX_NESTING` deep is wrong wherever it is, and the first place it happens is the one named.
+    """
+    containers: list[int] = []  # the open brackets, as bytes: ord("{") or ord("[")
+    top_key: str | None = None
+    record_key: str | None = None
+    index = -1
+    expect_key = False
+    position = 0
+    while position < len(body):
+        byte = body[position]
+        if byte == 0x22:  # a string: skip it, and remember it when it is a key
+            end = position + 1
+            while end < len(body) and body[end] != 0x22:
+                end += 2 if body[end] == 0x5C else 1
+            if expect_key:
+                key = body[position + 1:end].decode("utf-8", "replace")
+                if len(containers) == 1:
+                    top_key = key
+                elif len(containers) == 3:
+                    record_key = key
+            position = end
+        elif byte in b"{[":
+            containers.append(byte)
+            if len(containers) == 2 and top_key == "records":
+                index = max(index, 0)
+            elif len(containers) == 3:
+                record_key = None
+            if len(containers) > MAX_NESTING:
+                break
+            expect_key = byte == 0x7B
+        elif byte in b"}]" and containers:
+            containers.pop()
+            expect_key = False
+        elif byte == 0x2C:  # a comma
+            if len(containers) == 2 and top_key == "records":
+                index += 1
+            expect_key = bool(containers) and containers[-1] == 0x7B
+        elif byte == 0x3A:  # a colon
+            expect_key = False
+        position += 1
+    message = (f"nests too deeply: lists or objects more than {MAX_NESTING} levels deep; a field holds one "
+               "number, string, boolean or null")
+    if top_key != "records" or len(containers) < 2:
+        return FieldProblem(None, top_key, message)
+    field_name = record_key if len(containers) > 3 and containers[2] == 0x7B else None
+    return FieldProblem(index, field_name, message)
 
 
 def _feature_dtype(column: Column) -> Any:

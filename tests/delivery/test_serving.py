@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -459,3 +460,24 @@ def test_a_model_whose_schema_clashes_with_the_log_columns_is_reported_not_serve
 
     assert set(service.slots) == {MODEL}
     assert "version" in service.config_errors["clashing"]
+
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'], ids=["lists", "objects"])
+def test_a_record_nested_ten_thousand_deep_is_a_4xx_naming_the_record_and_field_and_the_service_stays_up(
+    served_without_champion: Service, demo_config: ModelConfig, opening: str
+) -> None:
+    closing = "]" if opening == "[" else "}"
+    deep = opening * 10_000 + "1" + closing * 10_000
+    fields = {key: value for key, value in record(demo_config).items() if key != "age"}
+    body = '{"records": [' + json.dumps(record(demo_config)) + ", " + json.dumps(fields)[:-1] + ', "age": ' + deep
+    body += "}]}"
+
+    response = served_without_champion.http.post(
+        f"/models/{MODEL}/predict", content=body.encode(), headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["index"] == 1 and response.json()["errors"][0]["field"] == "age"
+    assert response.json()["message"].startswith("records[1].age: nests too deeply")
+    assert served_without_champion.predict([record(demo_config, age="x")]).status_code == 422
