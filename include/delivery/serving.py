@@ -36,7 +36,9 @@ load, the old one keeps serving and `/health` and `/models/{model}` show `last_e
 is retried after `retry_failed_seconds`, or at once by the reload endpoint. When the alias is
 removed (a rollback of the first deployment has no earlier champion to restore), the model is no
 longer served: requests get 503 until a version holds `champion` again, rather than answers from
-a version nobody stands behind. A registry that cannot be reached changes nothing.
+a version nobody stands behind. Removed means the registry shows the registered model without the
+alias; any other error (the registry unreachable, or saying the model itself does not exist)
+changes nothing but `last_error`: the loaded version keeps serving.
 A deployment knows its promotion is live when `GET /models/{model}` shows the promoted
 `version` (or right away from the reload endpoint).
 Every prediction is written to the prediction log (`include.delivery.prediction_log`), buffered in memory
@@ -575,13 +577,16 @@ class ChampionFollower:
                 model_version = self.client.get_model_version_by_alias(name, CHAMPION)
             except MlflowException as exc:
                 slot.last_checked_at = dt.datetime.now(dt.UTC)
-                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                not_found = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+                if not_found and (served is None or self._alias_removed(name)):
                     if served is not None:
                         logger.warning("model %s: no version has the alias %s any more; version %s is "
                                        "no longer served", name, CHAMPION, served.version)
                     slot.champion_version = slot.served = slot.last_error = None
                     return None
-                slot.last_error = f"cannot read the alias {CHAMPION!r} from the registry: {exc}; {still}"
+                slot.last_error = (f"cannot read the alias {CHAMPION!r} from the registry: {exc.error_code}: {exc}; "
+                                   f"{still}")
+                logger.error("model %s: %s", name, slot.last_error)
                 return slot.last_error
             version = str(model_version.version)
             slot.champion_version = version
@@ -605,6 +610,20 @@ class ChampionFollower:
             logger.info("model %s: now serving version %s (was %s)", name, version,
                         served.version if served else "none")
             return None
+
+    def _alias_removed(self, name: str) -> bool:
+        """Whether the registry shows the registered model `name` without the `champion` alias.
+
+        Only then is a served version taken out of service. A "not found" for the alias alone may
+        come from a registry that is not the one it was (restored from a backup, a new empty
+        database behind the same URL, a proxy's 404) or from a model renamed or deleted by mistake:
+        answering with the loaded version is better than refusing every request for it.
+        """
+        try:
+            registered = self.client.get_registered_model(name)
+        except Exception:
+            return False
+        return CHAMPION not in registered.aliases
 
     def _follow(self) -> None:
         while True:

@@ -367,6 +367,22 @@ def test_a_removed_champion_alias_takes_the_model_out_of_service(
     assert response.status_code == 503 and "champion" in response.json()["message"]
 
 
+def test_a_registry_that_says_the_model_does_not_exist_does_not_unload_the_served_version(
+    service: Service, registry: Registry, demo_config: ModelConfig
+) -> None:
+    registry.client.rename_registered_model(MODEL, f"{MODEL}_elsewhere")
+
+    info = service.wait_for(lambda info: info["last_error"] is not None, "the registry error to be reported")
+
+    assert "RESOURCE_DOES_NOT_EXIST" in info["last_error"] and "still serving version 1" in info["last_error"]
+    assert info["version"] == "1" and service.predict([record(demo_config)]).json()["version"] == "1"
+    health = service.http.get("/health").json()
+    assert health["status"] == "degraded" and health["models"][MODEL]["last_error"] == info["last_error"]
+    registry.client.rename_registered_model(f"{MODEL}_elsewhere", MODEL)
+    service.wait_for(lambda info: info["last_error"] is None, "the registry to be read again")
+    assert service.http.get("/health").json()["status"] == "ok"
+
+
 def test_reload_requires_the_admin_token(service: Service) -> None:
     url = f"/models/{MODEL}/reload"
 
