@@ -25,6 +25,7 @@ is being written, or one cut short by a crash), logging a warning for it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -107,8 +108,9 @@ class PredictionLogWriter:
     `append` only puts the request's predictions in a list; a background thread writes the list
     every `flush_seconds` (or sooner once `flush_rows` predictions are waiting), one append and one
     fsync per day file. If a write fails (disk full, permissions) the predictions stay buffered and
-    are retried on the next flush (a write that failed half-way may then repeat some lines, which
-    share their `request_id` and `index`); beyond `max_pending_rows` new predictions are dropped and
+    are retried on the next flush (the part of a write that failed half-way is cut off first; when
+    another day's file of the same flush was written, the retry repeats its lines, which share
+    their `request_id` and `index`); beyond `max_pending_rows` new predictions are dropped and
     counted in `dropped_rows`, so a broken disk degrades the log instead of the service's memory.
     `close()` stops the thread and writes everything still buffered; predictions appended after
     `close()` are written at once.
@@ -202,14 +204,30 @@ class PredictionLogWriter:
             self._append_text(path, "".join(chunks))
 
     def _append_text(self, path: Path, text: str) -> None:
+        """Append `text` to `path` whole, or leave the file as it was and raise `OSError`.
+
+        A write can fail half-way (disk full): the part already written is cut off again, and the
+        file is checked for a partial last line before the next append (in case the cut failed
+        too), so a retry never glues its first line to a fragment.
+        """
         if path not in self._files_checked:
             path.parent.mkdir(parents=True, exist_ok=True)
             text = _newline_if_cut_short(path) + text
-            self._files_checked.add(path)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = memoryview(text.encode("utf-8"))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            self._files_checked.discard(path)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+        finally:
+            os.close(fd)
+        self._files_checked.add(path)
 
 
 def _newline_if_cut_short(path: Path) -> str:

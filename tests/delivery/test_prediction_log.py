@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -182,6 +185,36 @@ def test_a_failed_write_keeps_the_predictions_for_the_next_flush(
     writer.flush()
     assert writer.last_error is None
     assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["r1"]
+
+
+@contextmanager
+def files_cannot_grow_beyond(size: int) -> Iterator[None]:
+    """The kernel refuses to grow any file of this process beyond `size` bytes (RLIMIT_FSIZE): a
+    write crossing the limit writes what fits, the next one fails with EFBIG, as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_write_that_fails_half_way_is_retried_without_losing_the_row(
+    state_dir: Path, writer: PredictionLogWriter
+) -> None:
+    writer.append(batch("first", at(DAY)))
+    writer.flush()
+    path = predictions_dir(MODEL, DAY) / writer.file_name
+    writer.append(batch("second", at(DAY, hour=13)))
+
+    with files_cannot_grow_beyond(path.stat().st_size + 40):
+        writer.flush()
+    failed_with = writer.last_error
+    writer.flush()
+
+    assert failed_with is not None and "File too large" in failed_with
+    assert writer.last_error is None and writer.written_rows == 2
+    assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["first", "second"]
 
 
 def test_predictions_beyond_the_buffer_limit_are_dropped_and_counted(state_dir: Path) -> None:
