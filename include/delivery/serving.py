@@ -10,7 +10,9 @@ Endpoints (also described in the OpenAPI page, `/docs`):
     POST /models/{model}/predict   body {"records": [{"age": 41, ...}, ...]}
                                    -> {"model", "version", "request_id",
                                        "predictions": [{"probability": 0.12, "label": 0}, ...]}
-    GET  /health                   200 while the service is up; per model: ready, version, last_error
+    GET  /health                   200 while the service is up; "ok", or "degraded" with its `problems`
+                                   (a model not ready or failing to load, a config error, a failing
+                                   prediction log); per model: ready, version, last_error
     GET  /models/{model}           the served version: name, alias, version, run id, loaded_at, ...
     POST /models/{model}/reload    read the alias and load its version now; needs
                                    `Authorization: Bearer $MLOPS_SERVING_ADMIN_TOKEN` (401 without
@@ -712,14 +714,27 @@ class PredictionService:
         }).encode()
 
     def health(self) -> dict[str, Any]:
-        models = {}
+        """The service's state; `degraded`, with each reason in `problems`, when anything is wrong.
+
+        A failing prediction log degrades the service without stopping predictions: they are
+        answered and kept in memory (up to the writer's limit) until the log can be written again.
+        """
+        models, problems = {}, []
         for name, slot in self.slots.items():
             status = slot.status()
             models[name] = {key: status[key] for key in ("ready", "version", "champion_version", "last_error")}
-        healthy = all(m["ready"] and not m["last_error"] for m in models.values()) and not self.config_errors
+            if not status["ready"]:
+                problems.append(slot.not_ready_message())
+            elif status["last_error"]:
+                problems.append(f"model {name!r}: {status['last_error']}")
+        problems.extend(f"config {source}: {error}" for source, error in self.config_errors.items())
         log = self.log
+        if log is not None and log.last_error:
+            problems.append(f"prediction log: writing failed ({log.last_error}); {log.pending_rows} predictions "
+                            f"wait in memory, {log.dropped_rows} were dropped")
         return {
-            "status": "ok" if healthy else "degraded",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "models": models,
             "config_errors": self.config_errors,
             "prediction_log": {
@@ -771,6 +786,7 @@ class LogStatus(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str
+    problems: list[str]
     models: dict[str, ModelStatus]
     config_errors: dict[str, str]
     prediction_log: LogStatus

@@ -24,7 +24,7 @@ from include.core.config import ModelConfig
 from include.delivery import serving
 from include.delivery.prediction_log import read_prediction_log
 from include.delivery.serving import PredictionService
-from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service
+from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service, wait_until
 
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / f"{MODEL}.yaml"
 
@@ -449,6 +449,26 @@ def test_every_prediction_is_logged_with_its_version_request_id_and_entity_id(
     assert log.loc[log["application_id"] == "after-the-switch", "version"].tolist() == ["2"]
     assert set(demo_config.features.all) <= set(log.columns)
     assert log["timestamp"].dt.tz is not None
+
+
+def test_a_failing_prediction_log_degrades_health_with_the_reason_while_predictions_are_still_answered(
+    service: Service, demo_config: ModelConfig
+) -> None:
+    blocker = settings.data_dir() / MODEL / "predictions"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the prediction log's folder should be")
+
+    response = service.predict([record(demo_config)], headers={"X-Request-ID": "while-the-log-fails"})
+
+    assert response.status_code == 200, response.text
+    wait_until(lambda: service.http.get("/health").json()["status"] == "degraded", "the log failure to be reported")
+    health = service.http.get("/health").json()
+    assert [problem for problem in health["problems"] if problem.startswith("prediction log")]
+    assert health["prediction_log"]["last_error"] and health["prediction_log"]["pending_rows"] == 1
+    blocker.unlink()
+    wait_until(lambda: service.http.get("/health").json()["status"] == "ok", "the log to be written again")
+    today = dt.datetime.now(dt.UTC).date()
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == ["while-the-log-fails"]
 
 
 # --- how the service is built --------------------------------------------------------------------
