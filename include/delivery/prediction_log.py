@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,9 +163,18 @@ class PredictionLogWriter:
         elif pending_rows >= self.flush_rows:
             self._wake.set()
 
-    def flush(self) -> None:
-        """Write every buffered prediction to its day file now."""
-        with self._write_lock:
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every buffered prediction to its day file now.
+
+        Args:
+            timeout: Give up (logging how many predictions were not written) when another flush
+                holds the files longer than this many seconds; None waits for it.
+        """
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+            logger.error("prediction log: %d predictions not written: a write did not finish within %g s",
+                         self._pending_rows, timeout)
+            return
+        try:
             with self._buffer_lock:
                 batches, self._pending, self._pending_rows = self._pending, [], 0
             if not batches:
@@ -180,14 +190,17 @@ class PredictionLogWriter:
             else:
                 self.last_error = None
                 self.written_rows += sum(len(batch.probabilities) for batch in batches)
+        finally:
+            self._write_lock.release()
 
-    def close(self) -> None:
-        """Stop the background thread and write what is still buffered."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the background thread and write what is still buffered, within `timeout` seconds if given."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._closed = True
         self._stopping.set()
         self._wake.set()
-        self._thread.join()
-        self.flush()
+        self._thread.join(timeout)
+        self.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _flush_periodically(self) -> None:
         while not self._stopping.is_set():

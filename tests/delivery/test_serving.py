@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sklearn.compose import make_column_transformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -22,7 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from include.core import settings
 from include.core.config import ModelConfig
 from include.delivery import serving
-from include.delivery.prediction_log import read_prediction_log
+from include.delivery.prediction_log import PredictionBatch, read_prediction_log
 from include.delivery.serving import PredictionService
 from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service, wait_until
 
@@ -469,6 +473,48 @@ def test_a_failing_prediction_log_degrades_health_with_the_reason_while_predicti
     wait_until(lambda: service.http.get("/health").json()["status"] == "ok", "the log to be written again")
     today = dt.datetime.now(dt.UTC).date()
     assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == ["while-the-log-fails"]
+
+
+@pytest.fixture
+def hung_registry() -> Iterator[tuple[str, list[socket.socket]]]:
+    """The URL of a registry that accepts connections and never answers, and the connections made to it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    connections: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                connections.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+    stopping.set()
+    thread.join()
+    for connection in [listener, *connections]:
+        connection.close()
+
+
+def test_a_shutdown_while_the_registry_hangs_writes_the_buffered_predictions_within_dockers_stop_timeout(
+    state_dir: Path, hung_registry: tuple[str, list[socket.socket]]
+) -> None:
+    url, connections = hung_registry
+    app = serving.create_app(tracking_uri=url, log_flush_seconds=3600)
+    with TestClient(app):
+        wait_until(lambda: connections, "the service to ask the registry for the champion")
+        app.state.service.log.append(PredictionBatch(
+            model=MODEL, version="1", request_id="answered-before-shutdown", timestamp=dt.datetime.now(dt.UTC),
+            inputs=[{"application_id": "a-1"}], probabilities=[0.3], labels=[0],
+        ))
+        stopping = time.monotonic()
+
+    assert time.monotonic() - stopping < 10
+    today = dt.datetime.now(dt.UTC).date()
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == ["answered-before-shutdown"]
 
 
 # --- how the service is built --------------------------------------------------------------------
