@@ -11,7 +11,7 @@ UTC), so that processes never write to the same file. One line per prediction:
     {"timestamp": "2026-03-01T12:00:00.123456+00:00", "model": "credit_default", "version": "3",
      "request_id": "9f1c…", "index": 0,
      "inputs": {"application_id": "A-17", "age": 41, "annual_income": 52000.0, …},
-     "probability": 0.1234, "label": 0}
+     "probability": 0.1234, "label": 0, "service_check": false}
 
 `inputs` holds what the caller sent: the model's features and any other schema column it passed
 (the entity id, needed to join the labels that arrive later, and the event timestamp). `index` is
@@ -52,9 +52,10 @@ BATCH_PREDICTIONS_FOLDER = "batch_predictions"
 BATCH_PREDICTIONS_FILE = "predictions.parquet"
 
 SERVICE_CHECK_REQUEST_PREFIX = "service-check-"
-"""Request ids of the deployment's smoke and load tests: logged like any request, read by nobody
-else, so that synthetic traffic never counts as production data for monitoring."""
-LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index")
+"""Request ids of the deployment's smoke and load tests. The id alone proves nothing (any caller can
+send it): the service marks a prediction `service_check` only when the request also carries its
+admin token, and only marked predictions are left out of monitoring."""
+LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index", "service_check")
 """Columns the log adds to the inputs; a schema column with one of these names cannot be logged."""
 
 
@@ -78,6 +79,7 @@ class PredictionBatch:
     inputs: Sequence[dict[str, Any]]
     probabilities: Sequence[float]
     labels: Sequence[int]
+    service_check: bool = False
 
     def to_lines(self) -> str:
         stamp = self.timestamp.isoformat()
@@ -92,6 +94,7 @@ class PredictionBatch:
                     "inputs": record,
                     "probability": probability,
                     "label": label,
+                    "service_check": self.service_check,
                 },
                 separators=(",", ":"),
                 default=str,
@@ -273,8 +276,9 @@ def _read_log_file(path: Path) -> list[dict[str, Any]]:
         for number, line in enumerate(handle, start=1):
             try:
                 entry = json.loads(line)
+                entry.setdefault("service_check", False)  # lines written before the field existed
                 rows.append({**entry["inputs"], **{column: entry[column] for column in LOG_COLUMNS}})
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 logger.warning("prediction log: skipped incomplete line %d of %s", number, path)
     return rows
 
@@ -284,13 +288,13 @@ def read_prediction_log(
 ) -> pd.DataFrame:
     """Every online prediction of `model` made from `first_day` to `last_day` (UTC, inclusive).
 
-    Predictions of the deployment's own smoke and load tests (`SERVICE_CHECK_REQUEST_PREFIX`) are
-    left out unless `include_service_checks`.
+    Predictions of the deployment's own smoke and load tests (marked `service_check` by the service,
+    see `SERVICE_CHECK_REQUEST_PREFIX`) are left out unless `include_service_checks`.
 
     Returns:
         One row per prediction, oldest first: the inputs the caller sent (features, and the entity
         id and event timestamp when sent) and `probability`, `label`, `model`, `version`,
-        `timestamp` (UTC datetime of the prediction), `request_id`, `index`.
+        `timestamp` (UTC datetime of the prediction), `request_id`, `index`, `service_check`.
     """
     import pandas as pd
 
@@ -302,7 +306,7 @@ def read_prediction_log(
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     frame = pd.DataFrame.from_records(rows)
     if not include_service_checks:
-        frame = frame[~frame["request_id"].str.startswith(SERVICE_CHECK_REQUEST_PREFIX)]
+        frame = frame[~frame["service_check"].astype(bool)]
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     return frame.sort_values(["timestamp", "request_id", "index"], kind="stable", ignore_index=True)
 

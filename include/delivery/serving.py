@@ -29,6 +29,9 @@ over `max_batch_size` x 4 KiB), 422 invalid records, 503 no champion loaded yet;
 a loaded version fails on records that passed validation (a fault of the model, not the caller).
 `label` is 1 when `probability` (of the class `target.positive_label`) is above 0.5, else 0.
 A caller's `X-Request-ID` header is used as the request id (otherwise one is made) and echoed.
+The deployment's smoke and load tests send ids starting `service-check-` and the admin token
+(`Authorization: Bearer …`); only such requests are logged as `service_check`, which monitoring
+leaves out. The id without the token is logged and monitored as any prediction.
 
 Following the alias: a background thread asks the registry every `poll_seconds` (default 5, or
 `MLOPS_SERVING_POLL_SECONDS`) which version holds `champion`. When it changes, the thread loads the
@@ -78,7 +81,12 @@ from pydantic import BaseModel
 from include.core import settings
 from include.core.config import Column, ModelConfig, discover_model_configs
 from include.core.registry import CHAMPION
-from include.delivery.prediction_log import LOG_COLUMNS, PredictionBatch, PredictionLogWriter
+from include.delivery.prediction_log import (
+    LOG_COLUMNS,
+    SERVICE_CHECK_REQUEST_PREFIX,
+    PredictionBatch,
+    PredictionLogWriter,
+)
 from include.training.evaluation import DECISION_THRESHOLD
 
 if TYPE_CHECKING:
@@ -699,8 +707,12 @@ class PredictionService:
             )
         return slot
 
-    def predict(self, model: str, body: bytes, request_id: str) -> bytes:
-        """Validate a request body, score it with the served version, log it; the response body."""
+    def predict(self, model: str, body: bytes, request_id: str, service_check: bool = False) -> bytes:
+        """Validate a request body, score it with the served version, log it; the response body.
+
+        Args:
+            service_check: Log the predictions as the deployment's own checks, left out of monitoring.
+        """
         slot = self.slot(model)
         records = slot.validator.parse(body)
         served = slot.served
@@ -718,6 +730,7 @@ class PredictionService:
         self.log.append(PredictionBatch(
             model=model, version=served.version, request_id=request_id,
             timestamp=dt.datetime.now(dt.UTC), inputs=records, probabilities=probabilities, labels=labels,
+            service_check=service_check,
         ))
         return json.dumps({
             "model": model,
@@ -849,6 +862,19 @@ def _request_id(request: Request) -> str:
     return given if given and REQUEST_ID_PATTERN.match(given) else uuid.uuid4().hex
 
 
+def _is_admin_token(given: str, token: str) -> bool:
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _is_service_check(request: Request, request_id: str, token: str) -> bool:
+    """Whether a prediction request is the deployment's own check: its id says so and it carries the
+    admin token. Anyone can choose a request id, so the id alone is logged as ordinary traffic."""
+    if not request_id.startswith(SERVICE_CHECK_REQUEST_PREFIX):
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and _is_admin_token(given, token)
+
+
 def create_app(
     models_dir: Path | None = None,
     tracking_uri: str | None = None,
@@ -895,7 +921,7 @@ def create_app(
             raise RequestRejected(403, "reload_disabled", "reloading is disabled: MLOPS_SERVING_ADMIN_TOKEN is not set")
         if credentials is None:
             raise RequestRejected(401, "unauthorized", "send the header 'Authorization: Bearer <admin token>'")
-        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        if not _is_admin_token(credentials.credentials, token):
             raise RequestRejected(403, "forbidden", "the admin token is wrong")
 
     request_schemas = [record_json_schema(slot.config) for slot in service.slots.values()]
@@ -924,7 +950,8 @@ def create_app(
         """
         limit = service.slot(model).validator.max_body_bytes
         request_id = _request_id(request)
-        content = service.predict(model, await _read_body(request, limit), request_id)
+        service_check = _is_service_check(request, request_id, token)
+        content = service.predict(model, await _read_body(request, limit), request_id, service_check)
         return Response(content, media_type="application/json", headers={"X-Request-ID": request_id})
 
     @app.get("/health", response_model=HealthResponse)

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -120,11 +121,21 @@ def test_the_deployments_smoke_and_load_test_predictions_are_not_read_as_product
     writer: PredictionLogWriter,
 ) -> None:
     writer.append(batch("customer-request", at(DAY)))
-    writer.append(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}load-7", at(DAY)))
+    writer.append(replace(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}load-7", at(DAY)), service_check=True))
     writer.flush()
 
     assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["customer-request"]
-    assert len(read_prediction_log(MODEL, DAY, DAY, include_service_checks=True)) == 2
+    checks = read_prediction_log(MODEL, DAY, DAY, include_service_checks=True)
+    assert checks["service_check"].tolist() == [False, True]
+
+
+def test_a_request_id_with_the_service_check_prefix_alone_is_read_as_production_traffic(
+    writer: PredictionLogWriter,
+) -> None:
+    writer.append(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}forged", at(DAY)))
+    writer.flush()
+
+    assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == [f"{SERVICE_CHECK_REQUEST_PREFIX}forged"]
 
 
 def test_a_partial_last_line_is_skipped_when_reading(state_dir: Path, writer: PredictionLogWriter) -> None:

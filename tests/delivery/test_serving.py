@@ -25,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from include.core import settings
 from include.core.config import ModelConfig
-from include.delivery import serving
+from include.delivery import service_checks, serving
 from include.delivery.prediction_log import PredictionBatch, read_prediction_log
 from include.delivery.serving import PredictionService
 from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service, wait_until
@@ -453,6 +453,40 @@ def test_every_prediction_is_logged_with_its_version_request_id_and_entity_id(
     assert log.loc[log["application_id"] == "after-the-switch", "version"].tolist() == ["2"]
     assert set(demo_config.features.all) <= set(log.columns)
     assert log["timestamp"].dt.tz is not None
+
+
+def test_a_forged_service_check_request_id_is_monitored_only_the_admin_tokens_checks_are_left_out(
+    service: Service, demo_config: ModelConfig
+) -> None:
+    forged = service.predict([record(demo_config)], headers={"X-Request-ID": "service-check-smoke-1"})
+    wrong_token = service.predict([record(demo_config)], headers={
+        "X-Request-ID": "service-check-smoke-2", "Authorization": "Bearer guessed"})
+    genuine = service.predict([record(demo_config)], headers={
+        "X-Request-ID": "service-check-smoke-3", "Authorization": f"Bearer {ADMIN_TOKEN}"})
+    today = dt.datetime.now(dt.UTC).date()
+    wait_until(lambda: len(read_prediction_log(MODEL, today, today, include_service_checks=True)) == 3,
+               "the predictions to be logged")
+
+    assert [response.status_code for response in (forged, wrong_token, genuine)] == [200, 200, 200]
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == [
+        "service-check-smoke-1", "service-check-smoke-2"]
+
+
+def test_the_deployments_smoke_and_load_tests_with_the_admin_token_are_left_out_of_monitoring(
+    service: Service, demo_config: ModelConfig, first_pipeline: Pipeline
+) -> None:
+    inputs = [record(demo_config), record(demo_config, age=70)]
+    expected = first_pipeline.predict_proba(pd.DataFrame(inputs)[demo_config.features.all])[:, 1].tolist()
+    golden = {"inputs": inputs, "expected_probabilities": expected, "tolerance": 1e-6}
+
+    service_checks.smoke_test(service.url, MODEL, "1", golden, admin_token=ADMIN_TOKEN)
+    load = service_checks.load_test(service.url, MODEL, inputs, rate=20, seconds=0.5, admin_token=ADMIN_TOKEN)
+
+    assert load.errors == 0
+    today = dt.datetime.now(dt.UTC).date()
+    wait_until(lambda: len(read_prediction_log(MODEL, today, today, include_service_checks=True)) == 2 + 10,
+               "the checks' predictions to be logged")
+    assert read_prediction_log(MODEL, today, today).empty
 
 
 def test_a_failing_prediction_log_degrades_health_with_the_reason_while_predictions_are_still_answered(
