@@ -604,9 +604,10 @@ class ChampionFollower:
                                        "no longer served", name, CHAMPION, served.version)
                     slot.champion_version = slot.served = slot.last_error = None
                     return None
-                slot.last_error = (f"cannot read the alias {CHAMPION!r} from the registry: {exc.error_code}: {exc}; "
-                                   f"{still}")
-                logger.error("model %s: %s", name, slot.last_error)
+                error = f"cannot read the alias {CHAMPION!r} from the registry: {exc.error_code}: {exc}; {still}"
+                if error != slot.last_error:
+                    logger.error("model %s: %s", name, error)
+                slot.last_error = error
                 return slot.last_error
             version = str(model_version.version)
             slot.champion_version = version
