@@ -265,7 +265,8 @@ def check_golden_outputs(config: ModelConfig, serving_url: str, attempts: int = 
         version, golden = None, None
         try:
             version, golden = golden_inputs(config, serving_url)
-            smoke = service_checks.smoke_test(serving_url, config.name, version, golden)
+            smoke = service_checks.smoke_test(serving_url, config.name, version, golden,
+                                              admin_token=os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"))
         except (service_checks.ServiceCheckFailed, deployment.DeploymentRefused, MlflowException, OSError) as exc:
             if version is not None and attempt < attempts and serves_another_version(config, serving_url, version):
                 continue
@@ -298,7 +299,8 @@ def check_latency(
         return CheckResult(name, False, "not measured: no golden inputs to send (see the check above)")
     rate = rate or config.deployment.load_test_rate
     seconds = seconds or config.deployment.load_test_seconds
-    load = service_checks.load_test(serving_url, config.name, golden["inputs"], rate=rate, seconds=seconds)
+    load = service_checks.load_test(serving_url, config.name, golden["inputs"], rate=rate, seconds=seconds,
+                                    admin_token=os.environ.get("MLOPS_SERVING_ADMIN_TOKEN"))
     return latency_verdict(name, load, config.serving.latency_budget_ms, rate)
 
 

@@ -284,7 +284,8 @@ def check_served_version(config: ModelConfig, version: str, serving_url: str, ad
 
     service_checks.wait_until_serving(serving_url, config.name, version, admin_token=admin_token,
                                       timeout=config.deployment.service_timeout_seconds)
-    return service_checks.smoke_test(serving_url, config.name, version, golden_examples(config, version))
+    return service_checks.smoke_test(serving_url, config.name, version, golden_examples(config, version),
+                                     admin_token=admin_token)
 
 
 def verify_live_service(
@@ -314,7 +315,7 @@ def verify_live_service(
         load, problem, attempts = service_checks.load_test_confirmed(
             lambda: service_checks.load_test(serving_url, config.name, golden["inputs"],
                                              rate=load_test_rate or deploy.load_test_rate,
-                                             seconds=deploy.load_test_seconds),
+                                             seconds=deploy.load_test_seconds, admin_token=admin_token),
             config.serving.latency_budget_ms, attempts=deploy.load_test_attempts,
         )
         record_checks(config, version, "load_test", {**load.as_dict(), "measurements": attempts})

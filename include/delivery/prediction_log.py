@@ -11,7 +11,7 @@ UTC), so that processes never write to the same file. One line per prediction:
     {"timestamp": "2026-03-01T12:00:00.123456+00:00", "model": "credit_default", "version": "3",
      "request_id": "9f1c…", "index": 0,
      "inputs": {"application_id": "A-17", "age": 41, "annual_income": 52000.0, …},
-     "probability": 0.1234, "label": 0}
+     "probability": 0.1234, "label": 0, "service_check": false}
 
 `inputs` holds what the caller sent: the model's features and any other schema column it passed
 (the entity id, needed to join the labels that arrive later, and the event timestamp). `index` is
@@ -25,12 +25,14 @@ is being written, or one cut short by a crash), logging a warning for it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,9 +52,10 @@ BATCH_PREDICTIONS_FOLDER = "batch_predictions"
 BATCH_PREDICTIONS_FILE = "predictions.parquet"
 
 SERVICE_CHECK_REQUEST_PREFIX = "service-check-"
-"""Request ids of the deployment's smoke and load tests: logged like any request, read by nobody
-else, so that synthetic traffic never counts as production data for monitoring."""
-LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index")
+"""Request ids of the deployment's smoke and load tests. The id alone proves nothing (any caller can
+send it): the service marks a prediction `service_check` only when the request also carries its
+admin token, and only marked predictions are left out of monitoring."""
+LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index", "service_check")
 """Columns the log adds to the inputs; a schema column with one of these names cannot be logged."""
 
 
@@ -76,6 +79,7 @@ class PredictionBatch:
     inputs: Sequence[dict[str, Any]]
     probabilities: Sequence[float]
     labels: Sequence[int]
+    service_check: bool = False
 
     def to_lines(self) -> str:
         stamp = self.timestamp.isoformat()
@@ -90,6 +94,7 @@ class PredictionBatch:
                     "inputs": record,
                     "probability": probability,
                     "label": label,
+                    "service_check": self.service_check,
                 },
                 separators=(",", ":"),
                 default=str,
@@ -107,8 +112,9 @@ class PredictionLogWriter:
     `append` only puts the request's predictions in a list; a background thread writes the list
     every `flush_seconds` (or sooner once `flush_rows` predictions are waiting), one append and one
     fsync per day file. If a write fails (disk full, permissions) the predictions stay buffered and
-    are retried on the next flush (a write that failed half-way may then repeat some lines, which
-    share their `request_id` and `index`); beyond `max_pending_rows` new predictions are dropped and
+    are retried on the next flush (the part of a write that failed half-way is cut off first; when
+    another day's file of the same flush was written, the retry repeats its lines, which share
+    their `request_id` and `index`); beyond `max_pending_rows` new predictions are dropped and
     counted in `dropped_rows`, so a broken disk degrades the log instead of the service's memory.
     `close()` stops the thread and writes everything still buffered; predictions appended after
     `close()` are written at once.
@@ -160,9 +166,18 @@ class PredictionLogWriter:
         elif pending_rows >= self.flush_rows:
             self._wake.set()
 
-    def flush(self) -> None:
-        """Write every buffered prediction to its day file now."""
-        with self._write_lock:
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every buffered prediction to its day file now.
+
+        Args:
+            timeout: Give up (logging how many predictions were not written) when another flush
+                holds the files longer than this many seconds; None waits for it.
+        """
+        if not self._write_lock.acquire(timeout=-1 if timeout is None else timeout):
+            logger.error("prediction log: %d predictions not written: a write did not finish within %g s",
+                         self._pending_rows, timeout)
+            return
+        try:
             with self._buffer_lock:
                 batches, self._pending, self._pending_rows = self._pending, [], 0
             if not batches:
@@ -178,14 +193,17 @@ class PredictionLogWriter:
             else:
                 self.last_error = None
                 self.written_rows += sum(len(batch.probabilities) for batch in batches)
+        finally:
+            self._write_lock.release()
 
-    def close(self) -> None:
-        """Stop the background thread and write what is still buffered."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the background thread and write what is still buffered, within `timeout` seconds if given."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._closed = True
         self._stopping.set()
         self._wake.set()
-        self._thread.join()
-        self.flush()
+        self._thread.join(timeout)
+        self.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _flush_periodically(self) -> None:
         while not self._stopping.is_set():
@@ -202,14 +220,30 @@ class PredictionLogWriter:
             self._append_text(path, "".join(chunks))
 
     def _append_text(self, path: Path, text: str) -> None:
+        """Append `text` to `path` whole, or leave the file as it was and raise `OSError`.
+
+        A write can fail half-way (disk full): the part already written is cut off again, and the
+        file is checked for a partial last line before the next append (in case the cut failed
+        too), so a retry never glues its first line to a fragment.
+        """
         if path not in self._files_checked:
             path.parent.mkdir(parents=True, exist_ok=True)
             text = _newline_if_cut_short(path) + text
-            self._files_checked.add(path)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        data = memoryview(text.encode("utf-8"))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except OSError:
+            self._files_checked.discard(path)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+        finally:
+            os.close(fd)
+        self._files_checked.add(path)
 
 
 def _newline_if_cut_short(path: Path) -> str:
@@ -242,8 +276,9 @@ def _read_log_file(path: Path) -> list[dict[str, Any]]:
         for number, line in enumerate(handle, start=1):
             try:
                 entry = json.loads(line)
+                entry.setdefault("service_check", False)  # lines written before the field existed
                 rows.append({**entry["inputs"], **{column: entry[column] for column in LOG_COLUMNS}})
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 logger.warning("prediction log: skipped incomplete line %d of %s", number, path)
     return rows
 
@@ -253,13 +288,13 @@ def read_prediction_log(
 ) -> pd.DataFrame:
     """Every online prediction of `model` made from `first_day` to `last_day` (UTC, inclusive).
 
-    Predictions of the deployment's own smoke and load tests (`SERVICE_CHECK_REQUEST_PREFIX`) are
-    left out unless `include_service_checks`.
+    Predictions of the deployment's own smoke and load tests (marked `service_check` by the service,
+    see `SERVICE_CHECK_REQUEST_PREFIX`) are left out unless `include_service_checks`.
 
     Returns:
         One row per prediction, oldest first: the inputs the caller sent (features, and the entity
         id and event timestamp when sent) and `probability`, `label`, `model`, `version`,
-        `timestamp` (UTC datetime of the prediction), `request_id`, `index`.
+        `timestamp` (UTC datetime of the prediction), `request_id`, `index`, `service_check`.
     """
     import pandas as pd
 
@@ -271,7 +306,7 @@ def read_prediction_log(
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     frame = pd.DataFrame.from_records(rows)
     if not include_service_checks:
-        frame = frame[~frame["request_id"].str.startswith(SERVICE_CHECK_REQUEST_PREFIX)]
+        frame = frame[~frame["service_check"].astype(bool)]
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     return frame.sort_values(["timestamp", "request_id", "index"], kind="stable", ignore_index=True)
 

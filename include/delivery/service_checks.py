@@ -64,6 +64,15 @@ def request_reload(base_url: str, model: str, admin_token: str, timeout: float =
     return response.json()
 
 
+def service_check_headers(name: str, admin_token: str | None) -> dict[str, str]:
+    """Headers of a check's predict request: its request id, and the admin token that makes the
+    service log it as a service check (a request id alone does not)."""
+    headers = {"X-Request-ID": f"{SERVICE_CHECK_REQUEST_PREFIX}{name}"}
+    if admin_token:
+        headers["Authorization"] = f"Bearer {admin_token}"
+    return headers
+
+
 def wait_until_serving(
     base_url: str, model: str, version: str | None, *, timeout: float, admin_token: str | None = None
 ) -> dict:
@@ -105,12 +114,16 @@ def wait_until_serving(
         time.sleep(0.5)
 
 
-def smoke_test(base_url: str, model: str, version: str, golden: dict, timeout: float = 30.0) -> dict:
+def smoke_test(
+    base_url: str, model: str, version: str, golden: dict, timeout: float = 30.0, admin_token: str | None = None
+) -> dict:
     """Send the golden inputs in one request; expect the golden probabilities from `version`.
 
     Args:
         golden: the model version's golden examples (`registry.golden_examples`): `inputs`,
             `expected_probabilities`, `tolerance`.
+        admin_token: the service's admin token; with it the predictions are logged as a service
+            check and left out of monitoring, without it they count as production traffic.
 
     Returns:
         {"records", "max_abs_error", "version"}.
@@ -122,7 +135,7 @@ def smoke_test(base_url: str, model: str, version: str, golden: dict, timeout: f
     try:
         response = httpx.post(
             model_url(base_url, model, "/predict"), json={"records": golden["inputs"]}, timeout=timeout,
-            headers={"X-Request-ID": f"{SERVICE_CHECK_REQUEST_PREFIX}smoke-{version}"},
+            headers=service_check_headers(f"smoke-{version}", admin_token),
         )
     except httpx.HTTPError as exc:
         raise ServiceCheckFailed(f"smoke test: the prediction service at {base_url} is unreachable: {exc}") from exc
@@ -172,13 +185,15 @@ class LoadTestResult:
 
 
 def load_test(
-    base_url: str, model: str, records: list[dict], *, rate: float, seconds: float, clients: int = 4
+    base_url: str, model: str, records: list[dict], *, rate: float, seconds: float, clients: int = 4,
+    admin_token: str | None = None,
 ) -> LoadTestResult:
     """Send single-record predict requests at `rate` per second for `seconds` (open loop).
 
     Request i is due at i / rate after the start whatever happened to earlier ones, so a slow
     answer shows up as latency instead of quietly lowering the load; `clients` keep-alive
     connections share the schedule. Latency is from the request's due time to its answer.
+    With `admin_token` the predictions are left out of monitoring (see `smoke_test`).
     """
     total = max(1, math.floor(rate * seconds))
     latencies: list[float] = []
@@ -201,7 +216,7 @@ def load_test(
                 try:
                     response = http.post(model_url(base_url, model, "/predict"),
                                          json={"records": [records[index % len(records)]]},
-                                         headers={"X-Request-ID": f"{SERVICE_CHECK_REQUEST_PREFIX}load-{index}"})
+                                         headers=service_check_headers(f"load-{index}", admin_token))
                     problem = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"

@@ -10,7 +10,9 @@ Endpoints (also described in the OpenAPI page, `/docs`):
     POST /models/{model}/predict   body {"records": [{"age": 41, ...}, ...]}
                                    -> {"model", "version", "request_id",
                                        "predictions": [{"probability": 0.12, "label": 0}, ...]}
-    GET  /health                   200 while the service is up; per model: ready, version, last_error
+    GET  /health                   200 while the service is up; "ok", or "degraded" with its `problems`
+                                   (a model not ready or failing to load, a config error, a failing
+                                   prediction log); per model: ready, version, last_error
     GET  /models/{model}           the served version: name, alias, version, run id, loaded_at, ...
     POST /models/{model}/reload    read the alias and load its version now; needs
                                    `Authorization: Bearer $MLOPS_SERVING_ADMIN_TOKEN` (401 without
@@ -27,6 +29,9 @@ over `max_batch_size` x 4 KiB), 422 invalid records, 503 no champion loaded yet;
 a loaded version fails on records that passed validation (a fault of the model, not the caller).
 `label` is 1 when `probability` (of the class `target.positive_label`) is above 0.5, else 0.
 A caller's `X-Request-ID` header is used as the request id (otherwise one is made) and echoed.
+The deployment's smoke and load tests send ids starting `service-check-` and the admin token
+(`Authorization: Bearer …`); only such requests are logged as `service_check`, which monitoring
+leaves out. The id without the token is logged and monitored as any prediction.
 
 Following the alias: a background thread asks the registry every `poll_seconds` (default 5, or
 `MLOPS_SERVING_POLL_SECONDS`) which version holds `champion`. When it changes, the thread loads the
@@ -36,11 +41,14 @@ load, the old one keeps serving and `/health` and `/models/{model}` show `last_e
 is retried after `retry_failed_seconds`, or at once by the reload endpoint. When the alias is
 removed (a rollback of the first deployment has no earlier champion to restore), the model is no
 longer served: requests get 503 until a version holds `champion` again, rather than answers from
-a version nobody stands behind. A registry that cannot be reached changes nothing.
+a version nobody stands behind. Removed means the registry shows the registered model without the
+alias; any other error (the registry unreachable, or saying the model itself does not exist)
+changes nothing but `last_error`: the loaded version keeps serving.
 A deployment knows its promotion is live when `GET /models/{model}` shows the promoted
 `version` (or right away from the reload endpoint).
 Every prediction is written to the prediction log (`include.delivery.prediction_log`), buffered in memory
-and appended by a background thread about once a second, and on shutdown.
+and appended by a background thread about once a second, and on shutdown, first: a shutdown takes at
+most 7 s, under the 10 s Docker waits after SIGTERM, whatever the registry does.
 
 Environment: `MLFLOW_TRACKING_URI`, `MLOPS_MODELS_DIR`, `MLOPS_DATA_DIR` (prediction log),
 `MLOPS_SERVING_ADMIN_TOKEN`, `MLOPS_SERVING_POLL_SECONDS`.
@@ -73,7 +81,12 @@ from pydantic import BaseModel
 from include.core import settings
 from include.core.config import Column, ModelConfig, discover_model_configs
 from include.core.registry import CHAMPION
-from include.delivery.prediction_log import LOG_COLUMNS, PredictionBatch, PredictionLogWriter
+from include.delivery.prediction_log import (
+    LOG_COLUMNS,
+    SERVICE_CHECK_REQUEST_PREFIX,
+    PredictionBatch,
+    PredictionLogWriter,
+)
 from include.training.evaluation import DECISION_THRESHOLD
 
 if TYPE_CHECKING:
@@ -86,8 +99,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_SECONDS = 5.0
+LOG_CLOSE_SECONDS = 6.0
+FOLLOWER_STOP_SECONDS = 1.0
+"""With `LOG_CLOSE_SECONDS`, the longest a clean shutdown takes: under the 10 s a container gets
+between SIGTERM and SIGKILL."""
 BODY_BYTES_PER_RECORD = 4096
 MAX_REPORTED_PROBLEMS = 20
+MAX_NESTING = 64
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ADMIN_BEARER = HTTPBearer(auto_error=False, description="The token in `MLOPS_SERVING_ADMIN_TOKEN`.")
 
@@ -247,8 +265,8 @@ class RecordValidator:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestRejected(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise RequestRejected(400, "malformed_json", 'the body nests too deeply to be a request; send '
-                                  '{"records": [{...}, ...]}') from None
+            problem = _too_deep(body)
+            raise RequestRejected(400, "malformed_json", problem.describe(), [problem]) from None
         if not isinstance(payload, dict):
             raise self._invalid([FieldProblem(None, None, 'the body must be a JSON object {"records": [...]}')])
         unknown = [FieldProblem(None, name, "is not a field of the body, which has only 'records'")
@@ -310,6 +328,59 @@ class RecordValidator:
         first = problems[0].describe()
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return RequestRejected(422, "invalid_request", f"{first}{more}", problems)
+
+
+def _too_deep(body: bytes) -> FieldProblem:
+    """Where a body that nests too deeply for the JSON parser goes too deep: its record and field.
+
+    Runs only after the parser gave up, so the valid requests never pay for this byte-by-byte walk.
+    A record holds one number, string, boolean or null per field: any list or object nested
+    `MAX_NESTING` deep is wrong wherever it is, and the first place it happens is the one named.
+    """
+    containers: list[int] = []  # the open brackets, as bytes: ord("{") or ord("[")
+    top_key: str | None = None
+    record_key: str | None = None
+    index = -1
+    expect_key = False
+    position = 0
+    while position < len(body):
+        byte = body[position]
+        if byte == 0x22:  # a string: skip it, and remember it when it is a key
+            end = position + 1
+            while end < len(body) and body[end] != 0x22:
+                end += 2 if body[end] == 0x5C else 1
+            if expect_key:
+                key = body[position + 1:end].decode("utf-8", "replace")
+                if len(containers) == 1:
+                    top_key = key
+                elif len(containers) == 3:
+                    record_key = key
+            position = end
+        elif byte in b"{[":
+            containers.append(byte)
+            if len(containers) == 2 and top_key == "records":
+                index = max(index, 0)
+            elif len(containers) == 3:
+                record_key = None
+            if len(containers) > MAX_NESTING:
+                break
+            expect_key = byte == 0x7B
+        elif byte in b"}]" and containers:
+            containers.pop()
+            expect_key = False
+        elif byte == 0x2C:  # a comma
+            if len(containers) == 2 and top_key == "records":
+                index += 1
+            expect_key = bool(containers) and containers[-1] == 0x7B
+        elif byte == 0x3A:  # a colon
+            expect_key = False
+        position += 1
+    message = (f"nests too deeply: lists or objects more than {MAX_NESTING} levels deep; a field holds one "
+               "number, string, boolean or null")
+    if top_key != "records" or len(containers) < 2:
+        return FieldProblem(None, top_key, message)
+    field_name = record_key if len(containers) > 3 and containers[2] == 0x7B else None
+    return FieldProblem(index, field_name, message)
 
 
 def _feature_dtype(column: Column) -> Any:
@@ -500,10 +571,15 @@ class ChampionFollower:
         self._thread = threading.Thread(target=self._follow, name="champion-follower", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
+        """Tell the thread to stop, and wait for it at most `timeout` seconds.
+
+        A load or a registry call in progress is not interrupted; the thread is a daemon, so a
+        process that does not wait for it still exits.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout)
 
     def refresh(self, slot: ModelSlot, force: bool = False) -> str | None:
         """Read the alias and load its version if it is not the one served (always, when `force`).
@@ -521,13 +597,17 @@ class ChampionFollower:
                 model_version = self.client.get_model_version_by_alias(name, CHAMPION)
             except MlflowException as exc:
                 slot.last_checked_at = dt.datetime.now(dt.UTC)
-                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                not_found = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+                if not_found and (served is None or self._alias_removed(name)):
                     if served is not None:
                         logger.warning("model %s: no version has the alias %s any more; version %s is "
                                        "no longer served", name, CHAMPION, served.version)
                     slot.champion_version = slot.served = slot.last_error = None
                     return None
-                slot.last_error = f"cannot read the alias {CHAMPION!r} from the registry: {exc}; {still}"
+                error = f"cannot read the alias {CHAMPION!r} from the registry: {exc.error_code}: {exc}; {still}"
+                if error != slot.last_error:
+                    logger.error("model %s: %s", name, error)
+                slot.last_error = error
                 return slot.last_error
             version = str(model_version.version)
             slot.champion_version = version
@@ -551,6 +631,20 @@ class ChampionFollower:
             logger.info("model %s: now serving version %s (was %s)", name, version,
                         served.version if served else "none")
             return None
+
+    def _alias_removed(self, name: str) -> bool:
+        """Whether the registry shows the registered model `name` without the `champion` alias.
+
+        Only then is a served version taken out of service. A "not found" for the alias alone may
+        come from a registry that is not the one it was (restored from a backup, a new empty
+        database behind the same URL, a proxy's 404) or from a model renamed or deleted by mistake:
+        answering with the loaded version is better than refusing every request for it.
+        """
+        try:
+            registered = self.client.get_registered_model(name)
+        except Exception:
+            return False
+        return CHAMPION not in registered.aliases
 
     def _follow(self) -> None:
         while True:
@@ -596,9 +690,15 @@ class PredictionService:
         self.follower.start()
 
     def stop(self) -> None:
-        self.follower.stop()
+        """Write the buffered predictions, then stop following the alias: within 7 s in all.
+
+        The log goes first: it holds the only copy of the last predictions, while the follower may
+        be waiting on a slow registry or download that nobody needs any more.
+        """
+        self.follower.stop(timeout=0)
         if self.log is not None:
-            self.log.close()
+            self.log.close(timeout=LOG_CLOSE_SECONDS)
+        self.follower.stop(timeout=FOLLOWER_STOP_SECONDS)
 
     def slot(self, model: str) -> ModelSlot:
         slot = self.slots.get(model)
@@ -608,8 +708,12 @@ class PredictionService:
             )
         return slot
 
-    def predict(self, model: str, body: bytes, request_id: str) -> bytes:
-        """Validate a request body, score it with the served version, log it; the response body."""
+    def predict(self, model: str, body: bytes, request_id: str, service_check: bool = False) -> bytes:
+        """Validate a request body, score it with the served version, log it; the response body.
+
+        Args:
+            service_check: Log the predictions as the deployment's own checks, left out of monitoring.
+        """
         slot = self.slot(model)
         records = slot.validator.parse(body)
         served = slot.served
@@ -627,6 +731,7 @@ class PredictionService:
         self.log.append(PredictionBatch(
             model=model, version=served.version, request_id=request_id,
             timestamp=dt.datetime.now(dt.UTC), inputs=records, probabilities=probabilities, labels=labels,
+            service_check=service_check,
         ))
         return json.dumps({
             "model": model,
@@ -639,14 +744,27 @@ class PredictionService:
         }).encode()
 
     def health(self) -> dict[str, Any]:
-        models = {}
+        """The service's state; `degraded`, with each reason in `problems`, when anything is wrong.
+
+        A failing prediction log degrades the service without stopping predictions: they are
+        answered and kept in memory (up to the writer's limit) until the log can be written again.
+        """
+        models, problems = {}, []
         for name, slot in self.slots.items():
             status = slot.status()
             models[name] = {key: status[key] for key in ("ready", "version", "champion_version", "last_error")}
-        healthy = all(m["ready"] and not m["last_error"] for m in models.values()) and not self.config_errors
+            if not status["ready"]:
+                problems.append(slot.not_ready_message())
+            elif status["last_error"]:
+                problems.append(f"model {name!r}: {status['last_error']}")
+        problems.extend(f"config {source}: {error}" for source, error in self.config_errors.items())
         log = self.log
+        if log is not None and log.last_error:
+            problems.append(f"prediction log: writing failed ({log.last_error}); {log.pending_rows} predictions "
+                            f"wait in memory, {log.dropped_rows} were dropped")
         return {
-            "status": "ok" if healthy else "degraded",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "models": models,
             "config_errors": self.config_errors,
             "prediction_log": {
@@ -698,6 +816,7 @@ class LogStatus(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str
+    problems: list[str]
     models: dict[str, ModelStatus]
     config_errors: dict[str, str]
     prediction_log: LogStatus
@@ -742,6 +861,19 @@ async def _rejected(request: Request, exc: RequestRejected) -> JSONResponse:
 def _request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     return given if given and REQUEST_ID_PATTERN.match(given) else uuid.uuid4().hex
+
+
+def _is_admin_token(given: str, token: str) -> bool:
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _is_service_check(request: Request, request_id: str, token: str) -> bool:
+    """Whether a prediction request is the deployment's own check: its id says so and it carries the
+    admin token. Anyone can choose a request id, so the id alone is logged as ordinary traffic."""
+    if not request_id.startswith(SERVICE_CHECK_REQUEST_PREFIX):
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and _is_admin_token(given, token)
 
 
 def create_app(
@@ -790,7 +922,7 @@ def create_app(
             raise RequestRejected(403, "reload_disabled", "reloading is disabled: MLOPS_SERVING_ADMIN_TOKEN is not set")
         if credentials is None:
             raise RequestRejected(401, "unauthorized", "send the header 'Authorization: Bearer <admin token>'")
-        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        if not _is_admin_token(credentials.credentials, token):
             raise RequestRejected(403, "forbidden", "the admin token is wrong")
 
     request_schemas = [record_json_schema(slot.config) for slot in service.slots.values()]
@@ -819,7 +951,8 @@ def create_app(
         """
         limit = service.slot(model).validator.max_body_bytes
         request_id = _request_id(request)
-        content = service.predict(model, await _read_body(request, limit), request_id)
+        service_check = _is_service_check(request, request_id, token)
+        content = service.predict(model, await _read_body(request, limit), request_id, service_check)
         return Response(content, media_type="application/json", headers={"X-Request-ID": request_id})
 
     @app.get("/health", response_model=HealthResponse)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -117,11 +121,21 @@ def test_the_deployments_smoke_and_load_test_predictions_are_not_read_as_product
     writer: PredictionLogWriter,
 ) -> None:
     writer.append(batch("customer-request", at(DAY)))
-    writer.append(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}load-7", at(DAY)))
+    writer.append(replace(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}load-7", at(DAY)), service_check=True))
     writer.flush()
 
     assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["customer-request"]
-    assert len(read_prediction_log(MODEL, DAY, DAY, include_service_checks=True)) == 2
+    checks = read_prediction_log(MODEL, DAY, DAY, include_service_checks=True)
+    assert checks["service_check"].tolist() == [False, True]
+
+
+def test_a_request_id_with_the_service_check_prefix_alone_is_read_as_production_traffic(
+    writer: PredictionLogWriter,
+) -> None:
+    writer.append(batch(f"{SERVICE_CHECK_REQUEST_PREFIX}forged", at(DAY)))
+    writer.flush()
+
+    assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == [f"{SERVICE_CHECK_REQUEST_PREFIX}forged"]
 
 
 def test_a_partial_last_line_is_skipped_when_reading(state_dir: Path, writer: PredictionLogWriter) -> None:
@@ -182,6 +196,36 @@ def test_a_failed_write_keeps_the_predictions_for_the_next_flush(
     writer.flush()
     assert writer.last_error is None
     assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["r1"]
+
+
+@contextmanager
+def files_cannot_grow_beyond(size: int) -> Iterator[None]:
+    """The kernel refuses to grow any file of this process beyond `size` bytes (RLIMIT_FSIZE): a
+    write crossing the limit writes what fits, the next one fails with EFBIG, as on a full disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_write_that_fails_half_way_is_retried_without_losing_the_row(
+    state_dir: Path, writer: PredictionLogWriter
+) -> None:
+    writer.append(batch("first", at(DAY)))
+    writer.flush()
+    path = predictions_dir(MODEL, DAY) / writer.file_name
+    writer.append(batch("second", at(DAY, hour=13)))
+
+    with files_cannot_grow_beyond(path.stat().st_size + 40):
+        writer.flush()
+    failed_with = writer.last_error
+    writer.flush()
+
+    assert failed_with is not None and "File too large" in failed_with
+    assert writer.last_error is None and writer.written_rows == 2
+    assert read_prediction_log(MODEL, DAY, DAY)["request_id"].tolist() == ["first", "second"]
 
 
 def test_predictions_beyond_the_buffer_limit_are_dropped_and_counted(state_dir: Path) -> None:

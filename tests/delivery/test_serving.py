@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sklearn.compose import make_column_transformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -20,10 +25,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from include.core import settings
 from include.core.config import ModelConfig
-from include.delivery import serving
-from include.delivery.prediction_log import read_prediction_log
+from include.delivery import service_checks, serving
+from include.delivery.prediction_log import PredictionBatch, read_prediction_log
 from include.delivery.serving import PredictionService
-from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service
+from tests.service_world import ADMIN_TOKEN, MODEL, Service, running_service, wait_until
 
 DEMO_CONFIG = settings.PROJECT_ROOT / "include" / "models" / f"{MODEL}.yaml"
 
@@ -366,6 +371,22 @@ def test_a_removed_champion_alias_takes_the_model_out_of_service(
     assert response.status_code == 503 and "champion" in response.json()["message"]
 
 
+def test_a_registry_that_says_the_model_does_not_exist_does_not_unload_the_served_version(
+    service: Service, registry: Registry, demo_config: ModelConfig
+) -> None:
+    registry.client.rename_registered_model(MODEL, f"{MODEL}_elsewhere")
+
+    info = service.wait_for(lambda info: info["last_error"] is not None, "the registry error to be reported")
+
+    assert "RESOURCE_DOES_NOT_EXIST" in info["last_error"] and "still serving version 1" in info["last_error"]
+    assert info["version"] == "1" and service.predict([record(demo_config)]).json()["version"] == "1"
+    health = service.http.get("/health").json()
+    assert health["status"] == "degraded" and health["models"][MODEL]["last_error"] == info["last_error"]
+    registry.client.rename_registered_model(f"{MODEL}_elsewhere", MODEL)
+    service.wait_for(lambda info: info["last_error"] is None, "the registry to be read again")
+    assert service.http.get("/health").json()["status"] == "ok"
+
+
 def test_reload_requires_the_admin_token(service: Service) -> None:
     url = f"/models/{MODEL}/reload"
 
@@ -434,6 +455,102 @@ def test_every_prediction_is_logged_with_its_version_request_id_and_entity_id(
     assert log["timestamp"].dt.tz is not None
 
 
+def test_a_forged_service_check_request_id_is_monitored_only_the_admin_tokens_checks_are_left_out(
+    service: Service, demo_config: ModelConfig
+) -> None:
+    forged = service.predict([record(demo_config)], headers={"X-Request-ID": "service-check-smoke-1"})
+    wrong_token = service.predict([record(demo_config)], headers={
+        "X-Request-ID": "service-check-smoke-2", "Authorization": "Bearer guessed"})
+    genuine = service.predict([record(demo_config)], headers={
+        "X-Request-ID": "service-check-smoke-3", "Authorization": f"Bearer {ADMIN_TOKEN}"})
+    today = dt.datetime.now(dt.UTC).date()
+    wait_until(lambda: len(read_prediction_log(MODEL, today, today, include_service_checks=True)) == 3,
+               "the predictions to be logged")
+
+    assert [response.status_code for response in (forged, wrong_token, genuine)] == [200, 200, 200]
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == [
+        "service-check-smoke-1", "service-check-smoke-2"]
+
+
+def test_the_deployments_smoke_and_load_tests_with_the_admin_token_are_left_out_of_monitoring(
+    service: Service, demo_config: ModelConfig, first_pipeline: Pipeline
+) -> None:
+    inputs = [record(demo_config), record(demo_config, age=70)]
+    expected = first_pipeline.predict_proba(pd.DataFrame(inputs)[demo_config.features.all])[:, 1].tolist()
+    golden = {"inputs": inputs, "expected_probabilities": expected, "tolerance": 1e-6}
+
+    service_checks.smoke_test(service.url, MODEL, "1", golden, admin_token=ADMIN_TOKEN)
+    load = service_checks.load_test(service.url, MODEL, inputs, rate=20, seconds=0.5, admin_token=ADMIN_TOKEN)
+
+    assert load.errors == 0
+    today = dt.datetime.now(dt.UTC).date()
+    wait_until(lambda: len(read_prediction_log(MODEL, today, today, include_service_checks=True)) == 2 + 10,
+               "the checks' predictions to be logged")
+    assert read_prediction_log(MODEL, today, today).empty
+
+
+def test_a_failing_prediction_log_degrades_health_with_the_reason_while_predictions_are_still_answered(
+    service: Service, demo_config: ModelConfig
+) -> None:
+    blocker = settings.data_dir() / MODEL / "predictions"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the prediction log's folder should be")
+
+    response = service.predict([record(demo_config)], headers={"X-Request-ID": "while-the-log-fails"})
+
+    assert response.status_code == 200, response.text
+    wait_until(lambda: service.http.get("/health").json()["status"] == "degraded", "the log failure to be reported")
+    health = service.http.get("/health").json()
+    assert [problem for problem in health["problems"] if problem.startswith("prediction log")]
+    assert health["prediction_log"]["last_error"] and health["prediction_log"]["pending_rows"] == 1
+    blocker.unlink()
+    wait_until(lambda: service.http.get("/health").json()["status"] == "ok", "the log to be written again")
+    today = dt.datetime.now(dt.UTC).date()
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == ["while-the-log-fails"]
+
+
+@pytest.fixture
+def hung_registry() -> Iterator[tuple[str, list[socket.socket]]]:
+    """The URL of a registry that accepts connections and never answers, and the connections made to it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    connections: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                connections.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+    stopping.set()
+    thread.join()
+    for connection in [listener, *connections]:
+        connection.close()
+
+
+def test_a_shutdown_while_the_registry_hangs_writes_the_buffered_predictions_within_dockers_stop_timeout(
+    state_dir: Path, hung_registry: tuple[str, list[socket.socket]]
+) -> None:
+    url, connections = hung_registry
+    app = serving.create_app(tracking_uri=url, log_flush_seconds=3600)
+    with TestClient(app):
+        wait_until(lambda: connections, "the service to ask the registry for the champion")
+        app.state.service.log.append(PredictionBatch(
+            model=MODEL, version="1", request_id="answered-before-shutdown", timestamp=dt.datetime.now(dt.UTC),
+            inputs=[{"application_id": "a-1"}], probabilities=[0.3], labels=[0],
+        ))
+        stopping = time.monotonic()
+
+    assert time.monotonic() - stopping < 10
+    today = dt.datetime.now(dt.UTC).date()
+    assert read_prediction_log(MODEL, today, today)["request_id"].tolist() == ["answered-before-shutdown"]
+
+
 # --- how the service is built --------------------------------------------------------------------
 
 
@@ -459,3 +576,24 @@ def test_a_model_whose_schema_clashes_with_the_log_columns_is_reported_not_serve
 
     assert set(service.slots) == {MODEL}
     assert "version" in service.config_errors["clashing"]
+
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'], ids=["lists", "objects"])
+def test_a_record_nested_ten_thousand_deep_is_a_4xx_naming_the_record_and_field_and_the_service_stays_up(
+    served_without_champion: Service, demo_config: ModelConfig, opening: str
+) -> None:
+    closing = "]" if opening == "[" else "}"
+    deep = opening * 10_000 + "1" + closing * 10_000
+    fields = {key: value for key, value in record(demo_config).items() if key != "age"}
+    body = '{"records": [' + json.dumps(record(demo_config)) + ", " + json.dumps(fields)[:-1] + ', "age": ' + deep
+    body += "}]}"
+
+    response = served_without_champion.http.post(
+        f"/models/{MODEL}/predict", content=body.encode(), headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["index"] == 1 and response.json()["errors"][0]["field"] == "age"
+    assert response.json()["message"].startswith("records[1].age: nests too deeply")
+    assert served_without_champion.predict([record(demo_config, age="x")]).status_code == 422
