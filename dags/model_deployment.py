@@ -32,9 +32,11 @@ Runs when continuous training announces a new `@challenger` (the `{model}__chall
 or when a person triggers it with a version:
 `bin/airflow dags trigger {dag_id} --conf '{{"version": "3"}}'`. Promotion is **{promotion}**.
 
-1. **check_candidate**: the version's gate verdict (MLflow tag `gate_passed`). An unblessed
-   version (a Level 0 one, or one the gate rejected) is refused unless `force` is set with a
-   `reason`; who forced it and why are recorded on the version.
+1. **check_candidate**: the version's gate verdict (MLflow tag `gate_passed`), judged against the
+   champion that still serves (tag `compared_with_champion`, "judged against …" on the model page).
+   An unblessed version (a Level 0 one, or one the gate rejected), or one judged against a champion
+   replaced since (retrain to judge a new one), is refused unless `force` is set with a `reason`;
+   who forced it and why are recorded on the version.
 2. **validate_infrastructure**: in a fresh process with the service's environment: the logged
    requirements are installed, the model loads through the service's loader, reproduces its
    golden examples, and fits the memory budget and, in CPU time per record, the latency budget
@@ -43,7 +45,9 @@ or when a person triggers it with a version:
    pass below a floor over a degraded champion when `evaluation.degraded_champion.promotion` is
    `approval`; **needs_approval** then decides per version): a person approves in the UI
    (Required actions); no answer in {approval_hours:g} h counts as a rejection.
-4. **promote**: `previous_champion` ← `champion`, `champion` ← the version, `challenger` removed.
+4. **promote**: `previous_champion` ← `champion`, `champion` ← the version, `challenger` removed,
+   only if `champion` and `previous_champion` are still what check_candidate read: when a rollback
+   moved them in between, the run fails saying so and nothing moves (trigger again).
 5. **verify_live_service**: the prediction service ({serving_url}) serves the version, answers
    the golden inputs with the golden outputs, and takes a {rate:g} req/s load test for {seconds:g} s
    within the p99 budget of {budget:g} ms; the figures are recorded on the version.
@@ -119,24 +123,25 @@ def build(config):
             """Load and check the version in a fresh process with the service's environment."""
             from include.delivery import deployment, infra_validation
 
-            version = candidate["version"]
             try:
-                report = infra_validation.run_in_fresh_process(config.name, version)
+                return deployment.validate_infrastructure(config, candidate["version"])
             except infra_validation.InfraValidationFailed as exc:
-                deployment.record_checks(config, version, "infra", exc.report)
                 raise AirflowFailException(str(exc)) from exc
-            deployment.record_checks(config, version, "infra", report)
-            return {key: report.get(key) for key in ("memory_mb", "latency_p50_ms", "latency_p99_ms",
-                                                      "cpu_p50_ms", "cpu_p99_ms", "golden_max_abs_error")}
 
         # With automatic promotion, only a floor exception over a degraded champion may wait for a
         # person: approve_promotion is then skipped for every other version, and promote runs anyway.
         @task(trigger_rule="none_failed_min_one_success" if some_promotions_need_approval else "all_success")
         def promote(candidate: dict, infra: dict, **context) -> dict:
-            """Move the aliases: the version becomes @champion, the old one @previous_champion."""
+            """Move the aliases: the version becomes @champion, the old one @previous_champion, unless
+            another run moved them since check_candidate read them."""
             from include.delivery import deployment
 
-            return deployment.promote(config, candidate["version"], context["dag_run"].run_id)
+            expected = {alias: candidate[alias] for alias in ("champion", "previous_champion")}
+            try:
+                return deployment.promote(config, candidate["version"], context["dag_run"].run_id,
+                                          expected=expected)
+            except deployment.AliasesMoved as exc:
+                raise AirflowFailException(str(exc)) from exc
 
         @task(retries=0)
         def verify_live_service(candidate: dict, promoted: dict, **context) -> dict:

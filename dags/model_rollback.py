@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_dags.model_dags import configs_for_stage, dag_id, dag_tags, data_start, default_args, to_pendulum
 
 STAGE = "model_rollback"
@@ -20,13 +20,19 @@ DOC = """
 Only a person triggers it: `bin/airflow dags trigger {dag_id}` restores `@previous_champion`;
 `--conf '{{"version": "2", "reason": "…"}}'` restores a named version.
 
-1. **choose_target**: the named version, else `@previous_champion`.
-2. **restore_champion**: `champion` ← the target; `previous_champion` ← the version the target had
-   itself replaced, so a second rollback goes one step further back. The version taken out of
+1. **choose_target**: the named version, else `@previous_champion`. A named version other than
+   `@previous_champion` must have passed the gate (tag `gate_passed`); one that did not (a Level 0
+   version, one the gate rejected) needs `force` and a reason of your own, both recorded on it.
+2. **validate_infrastructure** (a named version only; skipped for `@previous_champion`, which
+   served just before): the same fresh-process checks a deployment runs.
+3. **restore_champion**: `champion` ← the target; `previous_champion` ← the version the target had
+   itself replaced, so a second rollback goes one step further back, only if `champion` and
+   `previous_champion` are still what choose_target read: when a deployment moved them in between,
+   the run fails saying so and nothing moves (trigger again). The version taken out of
    service is tagged `deployment_status=rolled_back` with the reason. The champion history records
    that the target serves again from the next data day (the newest curated day + 1), so batch
    prediction and the drift sensor judge each day by the version that served it.
-3. **verify_live_service**: the prediction service serves the target and answers its golden
+4. **verify_live_service**: the prediction service serves the target and answers its golden
    examples with their recorded outputs.
 
 A deployment that fails its post-promotion checks rolls itself back without this DAG.
@@ -47,8 +53,14 @@ def build(config):
         params={
             "version": Param(None, type=["null", "string"], title="Version to restore",
                              description="Empty = @previous_champion."),
+            "force": Param(False, type="boolean", title="Force",
+                           description="Restore a named version the gate did not bless (needs a reason of "
+                                       "your own)."),
+            # The default is deployment.DEFAULT_ROLLBACK_REASON, which a forced rollback refuses (not
+            # imported: this file parses without numpy).
             "reason": Param("manual rollback", type="string", minLength=1, title="Reason",
-                            description="Why; recorded on the version taken out of service."),
+                            description="Why; recorded on the version taken out of service (and on a forced "
+                                        "target)."),
         },
     )
     def model_rollback():
@@ -57,19 +69,40 @@ def build(config):
             """The version to restore, fixed once so that a retried task never goes further back."""
             from include.delivery import deployment
 
+            params = context["params"]
             try:
-                return deployment.rollback_target(config, context["params"]["version"])
+                return deployment.rollback_target(config, params["version"], force=params["force"],
+                                                  reason=params["reason"],
+                                                  requested_by=context["dag_run"].triggering_user_name)
             except deployment.DeploymentRefused as exc:
                 raise AirflowFailException(str(exc)) from exc
 
-        @task
+        @task(retries=0)
+        def validate_infrastructure(target: dict) -> dict:
+            """A named version is checked like a deployment; @previous_champion served just before."""
+            from include.delivery import deployment, infra_validation
+
+            if not target["validate"]:
+                raise AirflowSkipException(f"version {target['target']} is @previous_champion")
+            try:
+                return deployment.validate_infrastructure(config, target["target"])
+            except infra_validation.InfraValidationFailed as exc:
+                raise AirflowFailException(str(exc)) from exc
+
+        @task(trigger_rule="none_failed_min_one_success")
         def restore_champion(target: dict, **context) -> dict:
-            """Point @champion at the target (nothing moves when it already is the champion)."""
+            """Point @champion at the target (nothing moves when it already is the champion), unless
+            another run moved the aliases since choose_target read them."""
             from include.delivery import deployment
 
             who = context["dag_run"].triggering_user_name or "unknown"
-            restored = deployment.roll_back_to(config, target["target"], f"{context['params']['reason']} (by {who})",
-                                               airflow_run_id=context["dag_run"].run_id)
+            expected = {alias: target[alias] for alias in ("champion", "previous_champion")}
+            try:
+                restored = deployment.roll_back_to(config, target["target"],
+                                                   f"{context['params']['reason']} (by {who})",
+                                                   airflow_run_id=context["dag_run"].run_id, expected=expected)
+            except deployment.AliasesMoved as exc:
+                raise AirflowFailException(str(exc)) from exc
             print(f"@champion of {config.name} is version {restored['champion']} "
                   f"(was {restored['rolled_back_from'] or 'already'})")
             return restored
@@ -87,7 +120,11 @@ def build(config):
             except (service_checks.ServiceCheckFailed, deployment.DeploymentRefused) as exc:
                 raise AirflowFailException(f"version {version} is @champion again, but {exc}") from exc
 
-        verify_live_service(restore_champion(choose_target()))
+        target = choose_target()
+        validated = validate_infrastructure(target)
+        restored = restore_champion(target)
+        validated >> restored
+        verify_live_service(restored)
 
     return model_rollback()
 

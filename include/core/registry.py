@@ -122,6 +122,19 @@ def get_champion_version(name: str) -> ModelVersion | None:
     return get_alias_version(name, CHAMPION)
 
 
+def deployment_aliases(name: str) -> dict[str, str | None]:
+    """Which version `@champion` and `@previous_champion` point at now ({alias: version or None}).
+
+    A deployment or rollback reads them when it starts and moves them only if they still say the
+    same (`include.delivery.deployment.AliasesMoved`), so two runs never interleave their moves.
+    """
+    found = {}
+    for alias in (CHAMPION, PREVIOUS_CHAMPION):
+        version = get_alias_version(name, alias)
+        found[alias] = str(version.version) if version else None
+    return found
+
+
 _LOADED_MODELS: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 LOADED_MODELS_KEPT = 4
 """How many loaded versions a process keeps: a replay or a drift-sensor run scores day after day with

@@ -3,8 +3,10 @@
 The registry's aliases are the deployment: the prediction service serves whatever `champion`
 points to. A deployment of version V
 
-1. checks V's gate verdict (tag `gate_passed`); an unblessed version is refused unless forced,
-   and a forced one carries who forced it and why (`deployment_forced_by`, `deployment_force_reason`);
+1. checks V's gate verdict (tag `gate_passed`) and that it is current: the champion V was judged
+   against (tag `compared_with_champion`) is still the champion. An unblessed or stale version is
+   refused unless forced, and a forced one carries who forced it and why (`deployment_forced_by`,
+   `deployment_force_reason`);
 2. (infra validation and the live checks live in `include.delivery.infra_validation` and
    `include.delivery.service_checks`; their figures are recorded on V by `record_checks`);
 3. promotes V: `previous_champion` ← the current champion, `champion` ← V, and `challenger` is
@@ -19,6 +21,17 @@ batch prediction can ask which version served any past day.
 
 Every function is idempotent: promoting the champion again, or undoing an undone promotion,
 changes nothing.
+
+A deployment and a rollback of one model must not interleave their alias moves (a rollback that
+chose its target, then a deployment, then the rollback's move would take the new version out
+with a reason meant for the old one). Each run reads `@champion` and `@previous_champion` when it
+starts (`check_candidate`, `rollback_target`) and hands them to the move (`promote`,
+`roll_back_to`), which refuses with `AliasesMoved` when they changed since: a compare-and-set on
+the registry. It needs no Airflow pool or lock, so it holds wherever these functions run (DAG,
+replay, CLI), and a rollback never waits for a deployment that waits hours for an approval: the
+deployment refuses afterwards instead. MLflow has no atomic compare-and-set, so two moves within
+the same few milliseconds could still both pass; each DAG runs one run at a time
+(`max_active_runs=1`), so only a deployment and a rollback can meet, and those are rare.
 """
 
 from __future__ import annotations
@@ -42,6 +55,8 @@ TAG_PROMOTED_BY_RUN = "promoted_by_airflow_run"
 TAG_ROLLBACK_REASON = "rollback_reason"
 TAG_FAILURE = "deployment_failure"
 NONE = "none"
+DEFAULT_ROLLBACK_REASON = "manual rollback"
+"""The rollback form's default reason: enough for `@previous_champion`, not for forcing a version."""
 
 STATUS_PROMOTED = "promoted"
 STATUS_SERVING = "serving"
@@ -50,6 +65,10 @@ STATUS_ROLLED_BACK = "rolled_back"
 
 class DeploymentRefused(ValueError):
     """The version may not be deployed (or rolled back to); the message says why and what to do."""
+
+
+class AliasesMoved(DeploymentRefused):
+    """Another deployment or rollback moved the aliases since this run read them; nothing moved."""
 
 
 def resolve_version(config: ModelConfig, requested: str | None = None, announced: str | None = None) -> str:
@@ -74,37 +93,53 @@ def resolve_version(config: ModelConfig, requested: str | None = None, announced
 def check_candidate(
     config: ModelConfig, version: str, *, force: bool = False, reason: str = "", requested_by: str | None = None
 ) -> dict:
-    """Refuse a version the gate did not bless, unless a person forces it and says why.
+    """Refuse a version the gate did not bless, or blessed against a champion that has since been
+    replaced, unless a person forces it and says why.
+
+    A verdict is current when the champion the version was judged against (`compared_with_champion`,
+    "none" before the first promotion) is the champion now, or when the version is the champion.
 
     Returns:
-        {"version", "gate_passed", "gate_summary", "forced", "champion" (the champion now, or None),
+        {"version", "gate_passed", "gate_current", "gate_summary", "forced", "champion" and
+        "previous_champion" (as they are now, or None: `promote` moves them only if they still are),
         "approval_reason": why a person must approve the promotion (`approval_reason`), or None}.
 
     Raises:
-        DeploymentRefused: unblessed and not forced, or forced without a reason.
+        DeploymentRefused: unblessed or stale and not forced, or forced without a reason.
     """
     name = config.name
     model_version = _existing_version(name, version)
     passed = model_version.tags.get(registry.TAG_GATE_PASSED) == "true"
     summary = model_version.tags.get(registry.TAG_GATE_SUMMARY, "no gate verdict recorded")
+    now = registry.deployment_aliases(name)
+    champion = now[registry.CHAMPION]
+    judged_against = model_version.tags.get(registry.TAG_COMPARED_WITH)
+    current = str(version) == champion or judged_against == (champion or registry.NO_CHAMPION)
+    force_hint = (f"--conf '{{\"version\": \"{version}\", \"force\": true, \"reason\": \"<why>\"}}'")
     if not passed and not force:
         raise DeploymentRefused(
             f"version {version} of {name!r} did not pass the gate ({summary}); to deploy it anyway, trigger with "
-            f"--conf '{{\"version\": \"{version}\", \"force\": true, \"reason\": \"<why>\"}}'"
+            f"{force_hint}"
         )
-    if not passed and not reason.strip():
-        raise DeploymentRefused(f"forcing version {version} of {name!r} needs a reason (the Param 'reason')")
-    if not passed:
-        client = registry.client()
-        client.set_model_version_tag(name, version, TAG_FORCED_BY, requested_by or "unknown")
-        client.set_model_version_tag(name, version, TAG_FORCE_REASON, reason.strip())
-    champion = registry.get_champion_version(name)
+    if not current and not force:
+        was = "no champion" if judged_against == registry.NO_CHAMPION else f"@champion version {judged_against}"
+        raise DeploymentRefused(
+            f"version {version} of {name!r} passed the gate judged against {was}, but @champion is now "
+            f"{'version ' + champion if champion else 'none'}; retrain ({name}__continuous_training) to judge a "
+            f"candidate against it, or to deploy this one anyway, trigger with {force_hint}"
+        )
+    forced = not (passed and current)
+    if forced:
+        _record_force(name, str(version), reason, requested_by,
+                      f"forcing version {version} of {name!r} needs a reason (the Param 'reason')")
     return {
         "version": str(version),
         "gate_passed": passed,
+        "gate_current": current,
         "gate_summary": summary,
-        "forced": not passed,
-        "champion": str(champion.version) if champion else None,
+        "forced": forced,
+        "champion": champion,
+        "previous_champion": now[registry.PREVIOUS_CHAMPION],
         "approval_reason": approval_reason(config, model_version.tags),
     }
 
@@ -124,16 +159,24 @@ def approval_reason(config: ModelConfig, version_tags: dict[str, str]) -> str | 
     return None
 
 
-def promote(config: ModelConfig, version: str, airflow_run_id: str, effective_day: dt.date | None = None) -> dict:
+def promote(
+    config: ModelConfig, version: str, airflow_run_id: str, effective_day: dt.date | None = None, *,
+    expected: dict[str, str | None] | None = None,
+) -> dict:
     """`previous_champion` ← champion, `champion` ← `version`, `challenger` removed if it was `version`.
 
     Args:
         effective_day: the first data day `version` serves; None = the data clock's tomorrow
             (`champion_history.next_data_day`: the newest curated day + 1).
+        expected: `@champion` and `@previous_champion` as the run read them (`check_candidate`'s
+            "champion" and "previous_champion"); None = move without comparing.
 
     Returns:
         {"version", "replaced_champion", "changed", "serving_from"}; `changed` is False when
         `version` already was the champion (a retried task), and then no alias moves.
+
+    Raises:
+        AliasesMoved: the aliases differ from `expected` (another run moved them); nothing moved.
     """
     name = config.name
     client = registry.client()
@@ -141,6 +184,7 @@ def promote(config: ModelConfig, version: str, airflow_run_id: str, effective_da
     previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
     changed = champion is None or str(champion.version) != str(version)
     if changed:
+        _refuse_if_moved(name, expected, f"promoting version {version}")
         tags = {
             TAG_REPLACED_CHAMPION: str(champion.version) if champion else NONE,
             TAG_REPLACED_PREVIOUS: str(previous.version) if previous else NONE,
@@ -194,33 +238,57 @@ def undo_promotion(
     return {"undone": True, "champion": restored}
 
 
-def rollback_target(config: ModelConfig, requested: str | None = None) -> dict:
+def rollback_target(
+    config: ModelConfig, requested: str | None = None, *, force: bool = False, reason: str = "",
+    requested_by: str | None = None,
+) -> dict:
     """The version a rollback restores: the one named, else `@previous_champion`.
 
+    `@previous_champion` served just before the champion, so it goes back as it is. Any other named
+    version must have passed the gate (tag `gate_passed`: the blessing a deployment needs; how long
+    ago does not matter, a rollback goes back by design), and is checked like a deployment
+    (`validate_infrastructure`) before it moves. A version without that blessing (a Level 0 one,
+    one the gate rejected, or one that only served because someone forced it) needs `force` and a
+    reason other than the default; who forced it and why are recorded on it, as for a deployment.
+
     Returns:
-        {"target", "champion"} (the champion now, or None).
+        {"target", "champion", "previous_champion" (as they are now, or None: `roll_back_to`
+        moves them only if they still are), "validate": does the target need infra validation,
+        "forced"}.
 
     Raises:
-        DeploymentRefused: the version does not exist, or there is no previous champion.
+        DeploymentRefused: the version does not exist, there is no previous champion, or the
+            named version is unblessed and not forced with a real reason.
     """
     name = config.name
-    champion = registry.get_champion_version(name)
-    if requested:
-        target = str(_existing_version(name, str(requested)).version)
-    else:
-        previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
-        if previous is None:
+    now = registry.deployment_aliases(name)
+    previous = now[registry.PREVIOUS_CHAMPION]
+    if not requested and previous is None:
+        raise DeploymentRefused(
+            f"{name!r} has no @{registry.PREVIOUS_CHAMPION} to roll back to; name a version with "
+            "--conf '{\"version\": \"<n>\"}'"
+        )
+    target = str(_existing_version(name, str(requested)).version) if requested else previous
+    named = target != previous
+    forced = False
+    if named and _existing_version(name, target).tags.get(registry.TAG_GATE_PASSED) != "true":
+        if not force:
             raise DeploymentRefused(
-                f"{name!r} has no @{registry.PREVIOUS_CHAMPION} to roll back to; name a version with "
-                "--conf '{\"version\": \"<n>\"}'"
+                f"version {target} of {name!r} is not @{registry.PREVIOUS_CHAMPION} and did not pass the gate; "
+                f"to restore it anyway, trigger with --conf '{{\"version\": \"{target}\", \"force\": true, "
+                f"\"reason\": \"<why>\"}}'"
             )
-        target = str(previous.version)
-    return {"target": target, "champion": str(champion.version) if champion else None}
+        real_reason = "" if reason.strip() == DEFAULT_ROLLBACK_REASON else reason
+        _record_force(name, target, real_reason, requested_by,
+                      f"forcing a rollback to version {target} of {name!r} needs a reason of your own (the Param "
+                      f"'reason', not {DEFAULT_ROLLBACK_REASON!r})")
+        forced = True
+    return {"target": target, **now, "validate": named, "forced": forced}
 
 
 def roll_back_to(
     config: ModelConfig, target: str, reason: str, airflow_run_id: str | None = None,
-    effective_day: dt.date | None = None,
+    effective_day: dt.date | None = None, *, expected: dict[str, str | None] | None = None,
 ) -> dict:
     """`champion` ← `target`; `previous_champion` ← the version `target` itself had replaced.
 
@@ -229,8 +297,15 @@ def roll_back_to(
     with the reason; `target` is recorded in the champion history from `effective_day` (None =
     the data clock's tomorrow). Idempotent: when `target` is already the champion, nothing moves.
 
+    Args:
+        expected: `@champion` and `@previous_champion` as the run read them (`rollback_target`);
+            None = move without comparing.
+
     Returns:
         {"champion": target, "rolled_back_from": the former champion or None, "changed"}.
+
+    Raises:
+        AliasesMoved: the aliases differ from `expected` (another run moved them); nothing moved.
     """
     name = config.name
     client = registry.client()
@@ -238,6 +313,7 @@ def roll_back_to(
     if champion is not None and str(champion.version) == str(target):
         _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
         return {"champion": str(target), "rolled_back_from": None, "changed": False}
+    _refuse_if_moved(name, expected, f"rolling back to version {target}")
     before = _existing_version(name, target).tags.get(TAG_REPLACED_CHAMPION, NONE)
     _point_alias(name, registry.PREVIOUS_CHAMPION, NONE if before == str(target) else before)
     client.set_registered_model_alias(name, registry.CHAMPION, str(target))
@@ -248,6 +324,29 @@ def roll_back_to(
     _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
     return {"champion": str(target), "rolled_back_from": str(champion.version) if champion else None,
             "changed": True}
+
+
+def validate_infrastructure(config: ModelConfig, version: str) -> dict:
+    """Load and check `version` in a fresh process with the service's environment
+    (`infra_validation.run_in_fresh_process`), recording the figures on it as `infra_*` tags,
+    whether it passed or not. Deployment and a rollback to a named version both call it.
+
+    Returns:
+        The report's headline figures (memory, latency and CPU per record, golden error).
+
+    Raises:
+        infra_validation.InfraValidationFailed: the version cannot be served here.
+    """
+    from include.delivery import infra_validation
+
+    try:
+        report = infra_validation.run_in_fresh_process(config.name, version)
+    except infra_validation.InfraValidationFailed as exc:
+        record_checks(config, version, "infra", exc.report)
+        raise
+    record_checks(config, version, "infra", report)
+    return {key: report.get(key) for key in ("memory_mb", "latency_p50_ms", "latency_p99_ms",
+                                              "cpu_p50_ms", "cpu_p99_ms", "golden_max_abs_error")}
 
 
 def golden_examples(config: ModelConfig, version: str) -> dict:
@@ -352,6 +451,30 @@ def _record_change(
     """Append the alias move to the champion history (nothing when it already says so)."""
     day = effective_day or champion_history.next_data_day(config)
     return champion_history.record_champion_change(config.name, version, day, event, airflow_run_id)
+
+
+def _record_force(name: str, version: str, reason: str, requested_by: str | None, no_reason: str) -> None:
+    """Record on the version who forced it and why; refuse (saying `no_reason`) without a reason."""
+    if not reason.strip():
+        raise DeploymentRefused(no_reason)
+    client = registry.client()
+    client.set_model_version_tag(name, version, TAG_FORCED_BY, requested_by or "unknown")
+    client.set_model_version_tag(name, version, TAG_FORCE_REASON, reason.strip())
+
+
+def _refuse_if_moved(name: str, expected: dict[str, str | None] | None, doing: str) -> None:
+    """The compare of the compare-and-set: raise AliasesMoved when the aliases differ from `expected`."""
+    if expected is None:
+        return
+    now = registry.deployment_aliases(name)
+    moved = [f"@{alias} was {expected.get(alias) or 'none'}, now {now[alias] or 'none'}"
+             for alias in now if now[alias] != expected.get(alias)]
+    if moved:
+        raise AliasesMoved(
+            f"{doing} of {name!r} refused: another deployment or rollback moved the aliases since this run read "
+            f"them ({'; '.join(moved)}); nothing was changed. Look at the model page, then trigger again if "
+            "it is still wanted"
+        )
 
 
 def _history_names(model: str, version: str) -> bool:

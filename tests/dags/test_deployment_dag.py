@@ -97,12 +97,18 @@ def version_tags(version: str) -> dict[str, str]:
     return registry.client().get_model_version(MODEL, version).tags
 
 
+def judged_against(version: str, champion: str) -> str:
+    """Record on `version` the champion the gate judged it against, as continuous training does."""
+    registry.client().set_model_version_tag(MODEL, version, registry.TAG_COMPARED_WITH, champion)
+    return version
+
+
 @pytest.mark.slow
 def test_a_new_challenger_becomes_champion_and_is_served_after_live_checks(delivery_world, service):
     first = register_version(delivery_world, seed=1)
     registry.set_challenger(MODEL, first)
     assert run_dag("model_deployment").state == "success"
-    second = register_version(delivery_world, seed=2)
+    second = judged_against(register_version(delivery_world, seed=2), first)
     registry.set_challenger(MODEL, second)
 
     dag_run = run_dag("model_deployment", form_conf("model_deployment"))  # the form's Trigger, untouched
@@ -124,7 +130,7 @@ def test_a_failing_smoke_test_rolls_back_and_the_service_serves_the_previous_ver
     good = register_version(delivery_world, seed=1)
     registry.client().set_registered_model_alias(MODEL, registry.CHAMPION, good)
     service.wait_for(lambda info: info["version"] == good, "the first champion to be served")
-    bad = register_version(delivery_world, seed=2, golden_shift=0.3)
+    bad = judged_against(register_version(delivery_world, seed=2, golden_shift=0.3), good)
     registry.set_challenger(MODEL, bad)
 
     # Infra validation would refuse this version before promotion (see the next test); marking it
@@ -149,7 +155,7 @@ def test_a_live_load_test_over_the_latency_budget_rolls_back(delivery_world, ser
     registry.client().set_registered_model_alias(MODEL, registry.CHAMPION, good)
     service.wait_for(lambda info: info["version"] == good, "the first champion to be served")
     write_model_config(serving={"latency_budget_ms": 0.001})
-    slow = register_version(delivery_world, seed=2)
+    slow = judged_against(register_version(delivery_world, seed=2), good)
     registry.set_challenger(MODEL, slow)
 
     # Infra validation would already refuse a 1 µs budget; marked done, the live load test decides.
@@ -220,10 +226,56 @@ def test_the_rollback_dag_restores_the_previous_champion_and_checks_the_service(
     dag_run = run_dag("model_rollback", {"reason": "complaints about v3"})
 
     assert dag_run.state == "success", task_states(dag_run)
+    assert task_states(dag_run)["validate_infrastructure"] == "skipped", "@previous_champion served just before"
     assert aliases() == {"champion": versions[1], "challenger": None, "previous_champion": versions[0]}
     assert service.model_info()["version"] == versions[1]
     assert client.get_model_version(MODEL, versions[2]).tags[deployment.TAG_ROLLBACK_REASON].startswith(
         "complaints about v3")
+
+
+def test_a_challenger_judged_against_a_champion_replaced_since_is_refused_by_the_deployment(delivery_world, capfd):
+    first, stale = (register_version(delivery_world, seed=seed) for seed in (1, 2))
+    deployment.promote(delivery_world, first, airflow_run_id="deploy-1")
+    registry.set_challenger(MODEL, stale)  # judged against no champion, before version 1 was promoted
+
+    refused = run_dag("model_deployment")
+
+    assert (refused.state, task_states(refused)["check_candidate"]) == ("failed", "failed")
+    logs = capfd.readouterr().out
+    assert f"version {stale} of 'credit_default' passed the gate judged against no champion, but @champion is " \
+           f"now version {first}; retrain (credit_default__continuous_training)" in logs
+    assert aliases() == {"champion": first, "challenger": stale, "previous_champion": None}
+
+
+def test_rolling_back_to_an_unblessed_version_is_refused_without_force_and_with_the_forms_reason(delivery_world,
+                                                                                             capfd):
+    level0 = register_version(delivery_world, seed=1, passed=False)
+    served = register_version(delivery_world, seed=2)
+    deployment.promote(delivery_world, served, airflow_run_id="deploy-1")
+
+    for typed in ({"version": level0}, {"version": level0, "force": True}):
+        refused = run_dag("model_rollback", form_conf("model_rollback", **typed))
+        assert (refused.state, task_states(refused)["choose_target"]) == ("failed", "failed")
+
+    logs = capfd.readouterr().out
+    assert f"version {level0} of 'credit_default' is not @previous_champion and did not pass the gate" in logs
+    assert "needs a reason of your own (the Param 'reason', not 'manual rollback')" in logs
+    assert aliases()["champion"] == served
+
+
+def test_a_rollback_to_a_named_version_passes_infra_validation_before_it_moves(delivery_world):
+    broken = register_version(delivery_world, seed=1, golden_shift=0.3)
+    second, third = (register_version(delivery_world, seed=seed) for seed in (2, 3))
+    for version in (broken, second, third):
+        deployment.promote(delivery_world, version, airflow_run_id=f"deploy-{version}")
+
+    dag_run = run_dag("model_rollback", {"version": broken, "reason": "v3 is slower"})
+
+    states = task_states(dag_run)
+    assert dag_run.state == "failed"
+    assert (states["validate_infrastructure"], states["restore_champion"]) == ("failed", "upstream_failed"), states
+    assert aliases() == {"champion": third, "challenger": None, "previous_champion": second}
+    assert version_tags(broken)["infra_passed"] == "false"
 
 
 @pytest.mark.slow
@@ -276,7 +328,7 @@ def test_with_automatic_promotion_only_a_floor_exception_waits_for_a_person(stat
     assert straight.state == "success", task_states(straight)
     assert task_states(straight)["approve_promotion"] == "skipped" and aliases()["champion"] == plain
 
-    registry.set_challenger(MODEL, exception)
+    registry.set_challenger(MODEL, judged_against(exception, plain))
     seen: dict = {}
     approver = answer_approval_when_asked(f"{MODEL}__model_deployment", "Approve", seen)
     waited = run_dag("model_deployment")
