@@ -14,6 +14,7 @@ Endpoints (also described in the OpenAPI page, `/docs`):
                                    (a model not ready or failing to load, a config error, a failing
                                    prediction log); per model: ready, version, last_error
     GET  /models/{model}           the served version: name, alias, version, run id, loaded_at, ...
+    GET  /metrics                  Prometheus' text format (`include.delivery.service_metrics`)
     POST /models/{model}/reload    read the alias and load its version now; needs
                                    `Authorization: Bearer $MLOPS_SERVING_ADMIN_TOKEN` (401 without
                                    it, 403 when wrong or unset); 502 if the version fails to load
@@ -87,6 +88,7 @@ from include.delivery.prediction_log import (
     PredictionBatch,
     PredictionLogWriter,
 )
+from include.delivery.service_metrics import ServiceMetrics
 from include.training.evaluation import DECISION_THRESHOLD
 
 if TYPE_CHECKING:
@@ -684,6 +686,7 @@ class PredictionService:
         self.data_dir = data_dir
         self.log_flush_seconds = log_flush_seconds
         self.log: PredictionLogWriter | None = None
+        self.metrics = ServiceMetrics(self.slots, lambda: self.log)
 
     def start(self) -> None:
         self.log = PredictionLogWriter(self.data_dir, flush_seconds=self.log_flush_seconds)
@@ -733,6 +736,7 @@ class PredictionService:
             timestamp=dt.datetime.now(dt.UTC), inputs=records, probabilities=probabilities, labels=labels,
             service_check=service_check,
         ))
+        self.metrics.observe_rows(model, served.version, len(records))
         return json.dumps({
             "model": model,
             "version": served.version,
@@ -949,11 +953,24 @@ def create_app(
         Scoring runs on the event loop: with one worker process and the GIL, a hop to a thread
         adds latency to a single-row request without adding throughput.
         """
-        limit = service.slot(model).validator.max_body_bytes
-        request_id = _request_id(request)
-        service_check = _is_service_check(request, request_id, token)
-        content = service.predict(model, await _read_body(request, limit), request_id, service_check)
+        started, status = time.perf_counter(), 500
+        try:
+            limit = service.slot(model).validator.max_body_bytes
+            request_id = _request_id(request)
+            service_check = _is_service_check(request, request_id, token)
+            content = service.predict(model, await _read_body(request, limit), request_id, service_check)
+            status = 200
+        except RequestRejected as rejected:
+            status = rejected.status
+            raise
+        finally:
+            service.metrics.observe_request(model, status, time.perf_counter() - started)
         return Response(content, media_type="application/json", headers={"X-Request-ID": request_id})
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus' text format: requests by status, latency, rows, served versions, the log's queue."""
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:

@@ -597,3 +597,38 @@ def test_a_record_nested_ten_thousand_deep_is_a_4xx_naming_the_record_and_field_
     assert response.json()["errors"][0]["index"] == 1 and response.json()["errors"][0]["field"] == "age"
     assert response.json()["message"].startswith("records[1].age: nests too deeply")
     assert served_without_champion.predict([record(demo_config, age="x")]).status_code == 422
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def scraped(service: Service) -> dict[tuple[str, tuple], float]:
+    """`GET /metrics` parsed as Prometheus parses it: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = service.http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.text) for sample in family.samples}
+
+
+def test_metrics_count_requests_by_status_rows_by_version_and_show_the_served_version(
+    service: Service, demo_config: ModelConfig
+) -> None:
+    service.predict([record(demo_config), record(demo_config)])
+    service.predict([record(demo_config, age="old")])
+    service.http.post("/models/made_up_model/predict", json={"records": [record(demo_config)]})
+
+    metrics = scraped(service)
+
+    assert metrics[("mlops_prediction_requests_total", (("model", MODEL), ("status", "200")))] == 1
+    assert metrics[("mlops_prediction_requests_total", (("model", MODEL), ("status", "422")))] == 1
+    assert metrics[("mlops_prediction_requests_total", (("model", "unknown"), ("status", "404")))] == 1
+    assert metrics[("mlops_predicted_rows_total", (("model", MODEL), ("version", "1")))] == 2
+    assert metrics[("mlops_prediction_latency_seconds_count", (("model", MODEL),))] == 2
+    assert metrics[("mlops_served_version", (("model", MODEL), ("version", "1")))] == 1
+    assert metrics[("mlops_model_ready", (("model", MODEL),))] == 1
+    wait_until(lambda: scraped(service)[("mlops_prediction_log_written_rows_total", ())] == 2,
+               "the two predictions to be written to the log")
+    assert scraped(service)[("mlops_prediction_log_pending_rows", ())] == 0
+    assert scraped(service)[("mlops_prediction_log_failing", ())] == 0
