@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run stop status test lint bench replay image verify-release lock clean
+.PHONY: help run stop status test chaos lint bench replay image verify-release lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ status: $(STAMP) ## Show which parts of the local stack are running
 
 test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## Inject faults (kills, outages, a full disk) into real services and print what each cost
+	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Lint with ruff (including Airflow's AIR rules) and the workflows with zizmor
 	$(BIN)/ruff check .
