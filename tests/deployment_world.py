@@ -37,6 +37,16 @@ def register_version(config: ModelConfig, seed: int, *, passed: bool = True, gol
     Returns:
         The new version number as a string.
     """
+    model_uri, golden_uri = log_version(config, seed, golden_shift=golden_shift)
+    return register_logged(config, seed, model_uri, golden_uri, passed=passed)
+
+
+def log_version(config: ModelConfig, seed: int, *, golden_shift: float = 0.0) -> tuple[str, str]:
+    """Train and log one model with its golden examples, as continuous training does before registering.
+
+    Returns:
+        The logged model's URI and the golden examples' artifact URI.
+    """
     import mlflow
 
     config = small_config(config, rows_per_day=100)
@@ -48,8 +58,13 @@ def register_version(config: ModelConfig, seed: int, *, passed: bool = True, gol
         golden = registry.golden_examples(config, model, frame)
         golden["expected_probabilities"] = [p + golden_shift for p in golden["expected_probabilities"]]
         golden_uri = registry.log_golden_examples(run.info.run_id, golden)
+    return info.model_uri, golden_uri
+
+
+def register_logged(config: ModelConfig, seed: int, model_uri: str, golden_uri: str, *, passed: bool = True) -> str:
+    """Register a logged model as the version of the Airflow run "seed-<seed>" (once: a retry finds it)."""
     version, _ = registry.register_candidate(
-        config.name, info.model_uri, airflow_dag_id="tests", airflow_run_id=f"seed-{seed}",
+        config.name, model_uri, airflow_dag_id="tests", airflow_run_id=f"seed-{seed}",
         verdict={"passed": passed, "reasons": [] if passed else ["roc_auc 0.51 is below the threshold 0.6"]},
         data_fingerprint=f"seed-{seed}", compared_with=registry.NO_CHAMPION, golden_examples=golden_uri,
     )

@@ -167,19 +167,23 @@ def find_version_for_airflow_run(name: str, airflow_run_id: str, dag_id: str | N
     Returns:
         The ModelVersion with its aliases (a search alone leaves them out), or None.
     """
+    found = versions_of_airflow_run(name, airflow_run_id, dag_id)
+    return client().get_model_version(name, found[0].version) if found else None
+
+
+def versions_of_airflow_run(name: str, airflow_run_id: str, dag_id: str | None = None) -> list[ModelVersion]:
+    """Every version carrying the Airflow run's id (and DAG id, if given), oldest first."""
     from mlflow.exceptions import MlflowException
 
     query = f"name = '{quoted(name)}' and tags.{TAG_AIRFLOW_RUN_ID} = '{quoted(airflow_run_id)}'"
     if dag_id is not None:
         query += f" and tags.{TAG_AIRFLOW_DAG_ID} = '{quoted(dag_id)}'"
-    mlflow_client = client()
     try:
-        found = mlflow_client.search_model_versions(query, order_by=["version_number ASC"])
+        return client().search_model_versions(query, order_by=["version_number ASC"])
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
+            return []
         raise
-    return mlflow_client.get_model_version(name, found[0].version) if found else None
 
 
 def quoted(value: str) -> str:
@@ -227,6 +231,10 @@ def register_candidate(
         compared_with: the champion version the candidate was judged against, or "none".
         golden_examples: the artifact URI of the golden examples.
 
+    MLflow's client re-sends a request whose answer was lost (a server that died after creating the
+    version and before answering, then came back), and the version it creates the second time is a
+    copy no one has seen: it is deleted, so that the run has exactly one version (the first).
+
     Returns:
         The version, and whether this call created it (False: the Airflow run had registered it).
     """
@@ -246,9 +254,12 @@ def register_candidate(
         **({TAG_GOLDEN_EXAMPLES: golden_examples} if golden_examples else {}),
         **(extra_tags or {}),
     }
-    client()
-    version = mlflow.register_model(model_uri, name, tags=tags)
-    return version, True
+    mlflow_client = client()
+    mlflow.register_model(model_uri, name, tags=tags)
+    first, *copies = versions_of_airflow_run(name, airflow_run_id, airflow_dag_id)
+    for copy in copies:
+        mlflow_client.delete_model_version(name, str(copy.version))
+    return mlflow_client.get_model_version(name, first.version), True
 
 
 def set_challenger(name: str, version: str | int) -> None:

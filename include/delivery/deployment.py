@@ -27,11 +27,12 @@ chose its target, then a deployment, then the rollback's move would take the new
 with a reason meant for the old one). Each run reads `@champion` and `@previous_champion` when it
 starts (`check_candidate`, `rollback_target`) and hands them to the move (`promote`,
 `roll_back_to`), which refuses with `AliasesMoved` when they changed since: a compare-and-set on
-the registry. It needs no Airflow pool or lock, so it holds wherever these functions run (DAG,
-replay, CLI), and a rollback never waits for a deployment that waits hours for an approval: the
-deployment refuses afterwards instead. MLflow has no atomic compare-and-set, so two moves within
-the same few milliseconds could still both pass; each DAG runs one run at a time
-(`max_active_runs=1`), so only a deployment and a rollback can meet, and those are rare.
+the registry. It needs no Airflow pool, so it holds wherever these functions run (DAG, replay,
+CLI), and a rollback never waits for a deployment that waits hours for an approval: the deployment
+refuses afterwards instead. `include.delivery.alias_moves` makes the compare and the move one step
+(a lock per model in the state folder, since MLflow has no compare-and-set) and writes a move of two
+aliases down before making it, so that one cut off by an MLflow outage is finished by whoever
+touches the aliases next, before they read them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import json
 from typing import TYPE_CHECKING
 
 from include.core import champion_history, registry
+from include.delivery import alias_moves
 
 if TYPE_CHECKING:
     from include.core.config import ModelConfig
@@ -109,6 +111,7 @@ def check_candidate(
     """
     name = config.name
     model_version = _existing_version(name, version)
+    alias_moves.finish_pending(name)
     passed = model_version.tags.get(registry.TAG_GATE_PASSED) == "true"
     summary = model_version.tags.get(registry.TAG_GATE_SUMMARY, "no gate verdict recorded")
     now = registry.deployment_aliases(name)
@@ -173,37 +176,42 @@ def promote(
 
     Returns:
         {"version", "replaced_champion", "changed", "serving_from"}; `changed` is False when
-        `version` already was the champion (a retried task), and then no alias moves.
+        `version` already was the champion before this run, and then no alias moves. A retry whose
+        first try was cut off midway finishes that try's move (`alias_moves`) and says changed.
 
     Raises:
         AliasesMoved: the aliases differ from `expected` (another run moved them); nothing moved.
     """
-    name = config.name
-    client = registry.client()
-    champion = registry.get_champion_version(name)
-    previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
-    changed = champion is None or str(champion.version) != str(version)
-    if changed:
-        _refuse_if_moved(name, expected, f"promoting version {version}")
-        tags = {
-            TAG_REPLACED_CHAMPION: str(champion.version) if champion else NONE,
-            TAG_REPLACED_PREVIOUS: str(previous.version) if previous else NONE,
-            TAG_PROMOTED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            TAG_PROMOTED_BY_RUN: airflow_run_id,
-            TAG_STATUS: STATUS_PROMOTED,
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
-        if champion is not None:
-            client.set_registered_model_alias(name, registry.PREVIOUS_CHAMPION, str(champion.version))
-        client.set_registered_model_alias(name, registry.CHAMPION, str(version))
-    challenger = registry.get_alias_version(name, registry.CHALLENGER)
-    if challenger is not None and str(challenger.version) == str(version):
-        client.delete_registered_model_alias(name, registry.CHALLENGER)
-    served = _record_change(config, str(version), effective_day, champion_history.PROMOTION, airflow_run_id)
-    replaced = client.get_model_version(name, version).tags.get(TAG_REPLACED_CHAMPION, NONE)
-    return {"version": str(version), "replaced_champion": None if replaced == NONE else replaced, "changed": changed,
-            "serving_from": served.effective_day.isoformat()}
+    with alias_moves.exclusive(config.name):
+        name = config.name
+        client = registry.client()
+        finished = alias_moves.finish_pending(name)
+        champion = registry.get_champion_version(name)
+        previous = registry.get_alias_version(name, registry.PREVIOUS_CHAMPION)
+        changed = champion is None or str(champion.version) != str(version)
+        if changed:
+            _refuse_if_moved(name, expected, f"promoting version {version}")
+            tags = {
+                TAG_REPLACED_CHAMPION: str(champion.version) if champion else NONE,
+                TAG_REPLACED_PREVIOUS: str(previous.version) if previous else NONE,
+                TAG_PROMOTED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                TAG_PROMOTED_BY_RUN: airflow_run_id,
+                TAG_STATUS: STATUS_PROMOTED,
+            }
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version, key, value)
+            moves = {registry.PREVIOUS_CHAMPION: str(champion.version)} if champion else {}
+            alias_moves.move(name, moves | {registry.CHAMPION: str(version)}, by_run=airflow_run_id,
+                             replacing=str(champion.version) if champion else None)
+        elif finished is not None and finished["by_run"] == airflow_run_id:
+            changed = True
+        challenger = registry.get_alias_version(name, registry.CHALLENGER)
+        if challenger is not None and str(challenger.version) == str(version):
+            client.delete_registered_model_alias(name, registry.CHALLENGER)
+        served = _record_change(config, str(version), effective_day, champion_history.PROMOTION, airflow_run_id)
+        replaced = client.get_model_version(name, version).tags.get(TAG_REPLACED_CHAMPION, NONE)
+        return {"version": str(version), "replaced_champion": _version_or_none(replaced), "changed": changed,
+                "serving_from": served.effective_day.isoformat()}
 
 
 def undo_promotion(
@@ -219,23 +227,29 @@ def undo_promotion(
     Returns:
         {"undone": bool, "champion": the champion afterwards or None}.
     """
-    name = config.name
-    client = registry.client()
-    champion = registry.get_champion_version(name)
-    if champion is None or str(champion.version) != str(version):
-        current = str(champion.version) if champion else None
-        if _history_names(name, str(version)):  # a retried task: the aliases moved, the record did not
-            _record_change(config, current, effective_day, champion_history.UNDO, airflow_run_id)
-        return {"undone": False, "champion": current}
-    tags = champion.tags
-    restored = tags.get(TAG_REPLACED_CHAMPION, NONE)
-    _point_alias(name, registry.CHAMPION, restored)
-    _point_alias(name, registry.PREVIOUS_CHAMPION, tags.get(TAG_REPLACED_PREVIOUS, NONE))
-    client.set_model_version_tag(name, version, TAG_STATUS, STATUS_ROLLED_BACK)
-    client.set_model_version_tag(name, version, TAG_ROLLBACK_REASON, reason[:5000])
-    restored = None if restored == NONE else restored
-    _record_change(config, restored, effective_day, champion_history.UNDO, airflow_run_id)
-    return {"undone": True, "champion": restored}
+    with alias_moves.exclusive(config.name):
+        name = config.name
+        client = registry.client()
+        finished = alias_moves.finish_pending(name)
+        resumed = (finished is not None and finished["replacing"] == str(version)
+                   and finished["by_run"] == airflow_run_id)
+        champion = registry.get_champion_version(name)
+        if not resumed and (champion is None or str(champion.version) != str(version)):
+            current = str(champion.version) if champion else None
+            if _history_names(name, str(version)):  # a retried task: the aliases moved, the record did not
+                _record_change(config, current, effective_day, champion_history.UNDO, airflow_run_id)
+            return {"undone": False, "champion": current}
+        tags = client.get_model_version(name, version).tags
+        restored = tags.get(TAG_REPLACED_CHAMPION, NONE)
+        if not resumed:
+            before = {registry.CHAMPION: _version_or_none(restored),
+                      registry.PREVIOUS_CHAMPION: _version_or_none(tags.get(TAG_REPLACED_PREVIOUS, NONE))}
+            alias_moves.move(name, before, by_run=airflow_run_id, replacing=str(version))
+        client.set_model_version_tag(name, version, TAG_STATUS, STATUS_ROLLED_BACK)
+        client.set_model_version_tag(name, version, TAG_ROLLBACK_REASON, reason[:5000])
+        restored = None if restored == NONE else restored
+        _record_change(config, restored, effective_day, champion_history.UNDO, airflow_run_id)
+        return {"undone": True, "champion": restored}
 
 
 def rollback_target(
@@ -261,6 +275,7 @@ def rollback_target(
             named version is unblessed and not forced with a real reason.
     """
     name = config.name
+    alias_moves.finish_pending(name)
     now = registry.deployment_aliases(name)
     previous = now[registry.PREVIOUS_CHAMPION]
     if not requested and previous is None:
@@ -307,23 +322,29 @@ def roll_back_to(
     Raises:
         AliasesMoved: the aliases differ from `expected` (another run moved them); nothing moved.
     """
-    name = config.name
-    client = registry.client()
-    champion = registry.get_champion_version(name)
-    if champion is not None and str(champion.version) == str(target):
+    with alias_moves.exclusive(config.name):
+        name = config.name
+        client = registry.client()
+        finished = alias_moves.finish_pending(name)
+        champion = registry.get_champion_version(name)
+        replaced = str(champion.version) if champion else None
+        if finished is not None and finished["by_run"] == airflow_run_id and airflow_run_id is not None:
+            replaced = finished["replacing"]  # this run's first try moved the aliases and was cut off
+        elif champion is not None and str(champion.version) == str(target):
+            _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
+            return {"champion": str(target), "rolled_back_from": None, "changed": False}
+        else:
+            _refuse_if_moved(name, expected, f"rolling back to version {target}")
+            before = _existing_version(name, target).tags.get(TAG_REPLACED_CHAMPION, NONE)
+            previous = None if before in (NONE, str(target)) else before
+            alias_moves.move(name, {registry.PREVIOUS_CHAMPION: previous, registry.CHAMPION: str(target)},
+                             by_run=airflow_run_id, replacing=replaced)
+        if replaced is not None:
+            client.set_model_version_tag(name, replaced, TAG_STATUS, STATUS_ROLLED_BACK)
+            client.set_model_version_tag(name, replaced, TAG_ROLLBACK_REASON, reason[:5000])
+        client.set_model_version_tag(name, target, TAG_STATUS, STATUS_SERVING)
         _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
-        return {"champion": str(target), "rolled_back_from": None, "changed": False}
-    _refuse_if_moved(name, expected, f"rolling back to version {target}")
-    before = _existing_version(name, target).tags.get(TAG_REPLACED_CHAMPION, NONE)
-    _point_alias(name, registry.PREVIOUS_CHAMPION, NONE if before == str(target) else before)
-    client.set_registered_model_alias(name, registry.CHAMPION, str(target))
-    if champion is not None:
-        client.set_model_version_tag(name, champion.version, TAG_STATUS, STATUS_ROLLED_BACK)
-        client.set_model_version_tag(name, champion.version, TAG_ROLLBACK_REASON, reason[:5000])
-    client.set_model_version_tag(name, target, TAG_STATUS, STATUS_SERVING)
-    _record_change(config, str(target), effective_day, champion_history.ROLLBACK, airflow_run_id)
-    return {"champion": str(target), "rolled_back_from": str(champion.version) if champion else None,
-            "changed": True}
+        return {"champion": str(target), "rolled_back_from": replaced, "changed": True}
 
 
 def validate_infrastructure(config: ModelConfig, version: str) -> dict:
@@ -483,13 +504,9 @@ def _history_names(model: str, version: str) -> bool:
     return bool(history) and history[-1].version == version
 
 
-def _point_alias(name: str, alias: str, version: str) -> None:
-    """Point `alias` at `version`, or remove it when `version` is "none"."""
-    client = registry.client()
-    if version != NONE:
-        client.set_registered_model_alias(name, alias, version)
-    elif registry.get_alias_version(name, alias) is not None:
-        client.delete_registered_model_alias(name, alias)
+def _version_or_none(tag_value: str) -> str | None:
+    """A version from a tag that says "none" when there was none."""
+    return None if tag_value == NONE else tag_value
 
 
 def _existing_version(name: str, version: str):

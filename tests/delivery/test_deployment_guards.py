@@ -144,3 +144,81 @@ def test_a_deployment_checked_before_a_rollback_refuses_to_promote_afterwards(co
         "as if the rollback alone had run"
     with pytest.raises(deployment.DeploymentRefused, match="judged against @champion version 3"):
         deployment.check_candidate(config, fourth)  # triggered again: the serial order rollback, then deployment
+
+
+class RegistryGoesAway:
+    """MLflow stops answering right after the `after`-th alias move of the test (a server that went down)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, after: int):
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        self.moves = 0
+        real = MlflowClient.set_registered_model_alias
+
+        def set_alias(client, *args, **kwargs):
+            if self.moves >= after:
+                raise MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+            self.moves += 1
+            return real(client, *args, **kwargs)
+
+        monkeypatch.setattr(MlflowClient, "set_registered_model_alias", set_alias)
+        self.undo = lambda: monkeypatch.setattr(MlflowClient, "set_registered_model_alias", real)
+
+
+def test_a_promotion_cut_off_between_its_two_alias_moves_is_finished_by_the_retry(config, three_served, monkeypatch):
+    _, second, third = three_served
+    fourth = judged_against(register_version(config, seed=4), third)
+    candidate = deployment.check_candidate(config, fourth)
+    outage = RegistryGoesAway(monkeypatch, after=1)  # @previous_champion moves, then MLflow is gone
+
+    with pytest.raises(Exception, match="Connection refused"):
+        deployment.promote(config, fourth, "deploy-4", expected=as_read(candidate))
+    outage.undo()
+    promoted = deployment.promote(config, fourth, "deploy-4", expected=as_read(candidate))  # Airflow's retry
+
+    assert promoted["changed"] is True and promoted["replaced_champion"] == third
+    assert aliases() == {"champion": fourth, "challenger": None, "previous_champion": third}
+    assert deployment.undo_promotion(config, fourth, "the live check failed", "deploy-4")["champion"] == third
+    assert aliases() == {"champion": third, "challenger": None, "previous_champion": second}, \
+        "the undo restores the aliases from before the promotion"
+
+
+def test_a_half_moved_promotion_is_finished_before_another_run_reads_the_aliases(config, three_served, monkeypatch):
+    _, second, third = three_served
+    fourth = judged_against(register_version(config, seed=4), third)
+    candidate = deployment.check_candidate(config, fourth)
+    outage = RegistryGoesAway(monkeypatch, after=1)
+    with pytest.raises(Exception, match="Connection refused"):
+        deployment.promote(config, fourth, "deploy-4", expected=as_read(candidate))
+    outage.undo()
+
+    rollback = deployment.rollback_target(config)  # the deployment's retries never came: a person rolls back
+    deployment.roll_back_to(config, rollback["target"], "v4 misbehaves", "rollback-1", expected=as_read(rollback))
+
+    assert aliases() == {"champion": third, "challenger": None, "previous_champion": second}, \
+        "the serial order: the promotion, then the rollback"
+
+
+def test_a_rollback_and_an_undo_cut_off_midway_are_finished_by_their_retries(config, three_served, monkeypatch):
+    first, second, third = three_served
+    rollback = deployment.rollback_target(config)
+    outage = RegistryGoesAway(monkeypatch, after=1)
+    with pytest.raises(Exception, match="Connection refused"):
+        deployment.roll_back_to(config, rollback["target"], "v3 misbehaves", "rollback-1", expected=as_read(rollback))
+    outage.undo()
+    restored = deployment.roll_back_to(config, rollback["target"], "v3 misbehaves", "rollback-1",
+                                       expected=as_read(rollback))
+    assert restored == {"champion": second, "rolled_back_from": third, "changed": True}
+    assert aliases() == {"champion": second, "challenger": None, "previous_champion": first}
+    assert registry.client().get_model_version(MODEL, third).tags[deployment.TAG_STATUS] == "rolled_back"
+
+    fourth = judged_against(register_version(config, seed=4), second)
+    deployment.promote(config, fourth, "deploy-4", expected=as_read(deployment.check_candidate(config, fourth)))
+    outage = RegistryGoesAway(monkeypatch, after=1)
+    with pytest.raises(Exception, match="Connection refused"):
+        deployment.undo_promotion(config, fourth, "the live check failed", "deploy-4")
+    outage.undo()
+    assert deployment.undo_promotion(config, fourth, "the live check failed", "deploy-4") == {
+        "undone": True, "champion": second}
+    assert aliases() == {"champion": second, "challenger": None, "previous_champion": first}
