@@ -314,7 +314,13 @@ def production_auth_environment(config: StackConfig, stack_secrets: Mapping[str,
 def write_mlflow_auth_config(config: StackConfig) -> None:
     """The configuration of MLflow's basic-auth app (MLFLOW_AUTH_CONFIG_PATH): a logged-in user may read
     every experiment and model (`default_permission = READ`), changing one takes a permission or the
-    admin; anonymous requests are refused. The admin's name and password come from the environment."""
+    admin; anonymous requests are refused. The admin's name and password come from the environment.
+
+    MLflow checks the password of every request against its scrypt hash, about half a second of CPU:
+    with the prediction service polling the aliases and a training run's dozens of calls, that alone
+    would load a core. A verified password is therefore cached for 60 s (a password changed through
+    MLflow's API stays valid that long in the server's other worker processes).
+    """
     config.mlflow_auth_config_file.parent.mkdir(parents=True, exist_ok=True)
     partial = config.mlflow_auth_config_file.with_suffix(".tmp")
     partial.write_text(
@@ -322,6 +328,7 @@ def write_mlflow_auth_config(config: StackConfig) -> None:
         "default_permission = READ\n"
         f"database_uri = {config.mlflow_auth_database_uri}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
     )
     partial.chmod(0o600)  # a database URL may hold a password
     partial.replace(config.mlflow_auth_config_file)
