@@ -469,3 +469,49 @@ def test_every_mlflow_client_logs_in_as_the_mlflow_admin():
         env = {key: resolved(value) for key, value in service_env(name).items()}
         assert (env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")) == (
             server["MLFLOW_AUTH_ADMIN_USERNAME"], server["MLFLOW_AUTH_ADMIN_PASSWORD"]), name
+
+
+class FakePostgres:
+    """Stands in for psycopg2 in airflow-init's script: the `mlflow` database exists already."""
+
+    autocommit = False
+
+    @staticmethod
+    def connect(**_params):
+        return FakePostgres()
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        return False
+
+    def execute(self, _statement):
+        pass
+
+    def fetchone(self):
+        return (1,)
+
+
+def test_airflow_init_writes_the_basic_auth_configuration_mlflow_reads(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    script = argv(SERVICES["airflow-init"]["command"])[1]
+    python = script.split("python - <<'PY'\n", 1)[1].split("\nPY", 1)[0]
+    env = {key: resolved(value) for key, value in service_env("airflow-init").items()}
+    path = tmp_path / Path(env["MLFLOW_AUTH_CONFIG_PATH"]).name
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+    monkeypatch.setitem(sys.modules, "psycopg2", FakePostgres)
+
+    exec(compile(python, "airflow-init", "exec"), {})  # noqa: S102 - the compose file's own script
+    auth = read_auth_config()
+
+    password = FAKE_ENV["POSTGRES_PASSWORD"]
+    assert auth.database_uri == f"postgresql+psycopg2://airflow:{password}@postgres:5432/mlflow"
+    assert auth.default_permission == "READ"
+    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.5 s of CPU)"
+    assert path.stat().st_mode & 0o077 == 0, "it holds the PostgreSQL password"
