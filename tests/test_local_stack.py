@@ -657,5 +657,5 @@ def test_the_fab_admin_is_created_at_the_first_start_and_a_second_start_keeps_it
     listing = subprocess.run([str(local_stack.VENV_BIN / "airflow"), "users", "list", "--output", "json"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr
-    users = json.loads(listing.stdout[listing.stdout.index("["):])
-    assert [(user["username"], user["roles"]) for user in users] == [("admin", "[Admin]")], users
+    users = json.loads(listing.stdout.strip().splitlines()[-1])  # after Airflow's log lines
+    assert [(user["username"], user["roles"]) for user in users] == [("admin", ["Admin"])], users
