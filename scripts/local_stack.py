@@ -316,7 +316,7 @@ def write_mlflow_auth_config(config: StackConfig) -> None:
     every experiment and model (`default_permission = READ`), changing one takes a permission or the
     admin; anonymous requests are refused. The admin's name and password come from the environment.
 
-    MLflow checks the password of every request against its scrypt hash, about half a second of CPU:
+    MLflow checks the password of every request against its scrypt hash, about 0.2 s of CPU:
     with the prediction service polling the aliases and a training run's dozens of calls, that alone
     would load a core. A verified password is therefore cached for 60 s (a password changed through
     MLflow's API stays valid that long in the server's other worker processes).

@@ -513,5 +513,5 @@ def test_airflow_init_writes_the_basic_auth_configuration_mlflow_reads(tmp_path,
     password = FAKE_ENV["POSTGRES_PASSWORD"]
     assert auth.database_uri == f"postgresql+psycopg2://airflow:{password}@postgres:5432/mlflow"
     assert auth.default_permission == "READ"
-    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.5 s of CPU)"
+    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.2 s of CPU)"
     assert path.stat().st_mode & 0o077 == 0, "it holds the PostgreSQL password"

@@ -279,7 +279,7 @@ def test_mlflow_reads_the_basic_auth_configuration_the_stack_writes(tmp_path, mo
     assert auth.default_permission == "READ", "a logged-in user reads; moving an alias takes more"
     assert auth.database_uri == (backend or f"sqlite:///{config.mlflow_dir / 'basic_auth.db'}")
     assert (auth.admin_username, auth.admin_password) == ("admin", "mlflow-pw")
-    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.5 s of CPU)"
+    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.2 s of CPU)"
     assert config.mlflow_auth_config_file.stat().st_mode & 0o077 == 0
 
 
