@@ -316,10 +316,10 @@ def write_mlflow_auth_config(config: StackConfig) -> None:
     every experiment and model (`default_permission = READ`), changing one takes a permission or the
     admin; anonymous requests are refused. The admin's name and password come from the environment.
 
-    MLflow checks the password of every request against its scrypt hash, about 0.2 s of CPU:
-    with the prediction service polling the aliases and a training run's dozens of calls, that alone
-    would load a core. A verified password is therefore cached for 60 s (a password changed through
-    MLflow's API stays valid that long in the server's other worker processes).
+    MLflow checks the password of every request against its scrypt hash, about 0.2 s of CPU that each
+    of the prediction service's alias polls and of a training run's dozens of calls would pay. A
+    verified password is therefore cached for 60 s (a password changed through MLflow's API stays
+    valid that long in the server's other worker processes).
     """
     config.mlflow_auth_config_file.parent.mkdir(parents=True, exist_ok=True)
     partial = config.mlflow_auth_config_file.with_suffix(".tmp")
