@@ -12,7 +12,9 @@ that `down` can stop them from any terminal.
 
 The same code runs the production topology of docker-compose.yaml natively (tests/test_production_topology.py):
 a StackConfig with PostgreSQL URLs and a CeleryConfig gives Airflow and MLflow PostgreSQL databases, the
-CeleryExecutor with a Redis broker, and one `airflow celery worker` among the services.
+CeleryExecutor with a Redis broker, and one `airflow celery worker` among the services; with
+`production_auth` it also logs in as production does: Airflow's FAB auth manager with an admin user
+created at start, MLflow's basic-auth app, and every MLflow client given the credentials.
 
 Each service runs in its own session, so a Ctrl-C in the terminal reaches only the `up` process, which
 then stops the services itself. Airflow's task processes put themselves in process groups of their
@@ -50,7 +52,9 @@ from include.core import settings  # noqa: E402  (needs the project root on sys.
 
 VENV_BIN = Path(sys.executable).parent
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 ADMIN_USER = "admin"
+MLFLOW_ADMIN_USER = "admin"
 STACK_MARKER = "MLOPS_LOCAL_STACK"
 HEALTH_TIMEOUT_S = 300
 PARSE_TIMEOUT_S = 150
@@ -99,6 +103,10 @@ class StackConfig:
     airflow_database_url: str | None = None
     mlflow_backend_uri: str | None = None
     celery: CeleryConfig | None = None
+    # Production's logins: Airflow's FAB auth manager (users in the metadata database, an admin
+    # created at start) and MLflow's basic-auth app, whose clients all log in. False keeps `make run`'s
+    # SimpleAuthManager and an MLflow without login, which are enough on one laptop, on loopback only.
+    production_auth: bool = False
 
     @classmethod
     def from_environ(cls) -> StackConfig:
@@ -153,6 +161,16 @@ class StackConfig:
         return self.mlflow_backend_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
+    def mlflow_auth_config_file(self) -> Path:
+        return self.mlflow_dir / "basic_auth.ini"
+
+    @property
+    def mlflow_auth_database_uri(self) -> str:
+        """Where MLflow's basic-auth app keeps its users: MLflow's PostgreSQL database, as in
+        docker-compose.yaml (its tables and migration history are its own), else a SQLite file."""
+        return self.mlflow_backend_uri or f"sqlite:///{self.mlflow_dir / 'basic_auth.db'}"
+
+    @property
     def airflow_url(self) -> str:
         return f"http://{self.host}:{self.airflow_port}"
 
@@ -182,13 +200,17 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     execution API, so every component must hold the same one (64 bytes or more, as HS512 wants);
     keeping it, the API secret key and the Fernet key across restarts keeps browser sessions and
     encrypted connections valid. The serving admin token lets tasks ask the prediction service to
-    reload a model.
+    reload a model. The passwords of Airflow's and MLflow's admin users and the secret key of MLflow's
+    basic-auth app (its sign-up form's CSRF token) are used with `production_auth` only.
     """
     generators = {
         "jwt_secret": lambda: secrets.token_urlsafe(64),
         "api_secret_key": lambda: secrets.token_urlsafe(32),
         "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "serving_admin_token": lambda: secrets.token_urlsafe(32),
+        "airflow_admin_password": lambda: secrets.token_urlsafe(24),
+        "mlflow_admin_password": lambda: secrets.token_urlsafe(24),
+        "mlflow_flask_secret_key": lambda: secrets.token_urlsafe(32),
     }
     values = json.loads(path.read_text()) if path.exists() else {}
     missing = {name: generate() for name, generate in generators.items() if name not in values}
@@ -226,9 +248,6 @@ def airflow_environment(
         # Airflow's default for a DAG that does not say; every model DAG says (`paused_on_start` in its config).
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__FERNET_KEY": stack_secrets["fernet_key"],
-        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(config.passwords_file),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.airflow_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": config.airflow_sql_alchemy_conn,
         "AIRFLOW__API__HOST": config.host,
@@ -258,7 +277,61 @@ def airflow_environment(
         }
         if config.celery.key_prefix:
             env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = config.celery.key_prefix
-    return env
+    return env | (production_auth_environment(config, stack_secrets) if config.production_auth
+                  else simple_auth_environment(config))
+
+
+def simple_auth_environment(config: StackConfig) -> dict[str, str]:
+    """`make run`'s login: Airflow's SimpleAuthManager with one admin whose password the api-server
+    generates into a file; MLflow asks for none."""
+    return {
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(config.passwords_file),
+    }
+
+
+def production_auth_environment(config: StackConfig, stack_secrets: Mapping[str, str]) -> dict[str, str]:
+    """Production's logins (docker-compose.yaml's): Airflow's FAB auth manager, and MLflow's basic-auth
+    app with its clients' credentials.
+
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD are what MLflow's client sends with every
+    request: the tasks, the UI plugin in the api-server, the prediction service and verify-release
+    read the registry with them. The MLFLOW_AUTH_* and secret-key settings are the server's: the
+    basic-auth app creates its admin user from them the first time it starts on an empty user store.
+    """
+    return {
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+        "MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN_USER,
+        "MLFLOW_TRACKING_PASSWORD": stack_secrets["mlflow_admin_password"],
+        "MLFLOW_AUTH_CONFIG_PATH": str(config.mlflow_auth_config_file),
+        "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN_USER,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": stack_secrets["mlflow_admin_password"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": stack_secrets["mlflow_flask_secret_key"],
+    }
+
+
+def write_mlflow_auth_config(config: StackConfig) -> None:
+    """The configuration of MLflow's basic-auth app (MLFLOW_AUTH_CONFIG_PATH): a logged-in user may read
+    every experiment and model (`default_permission = READ`), changing one takes a permission or the
+    admin; anonymous requests are refused. The admin's name and password come from the environment.
+
+    MLflow checks the password of every request against its scrypt hash, about 0.2 s of CPU that each
+    of the prediction service's alias polls and of a training run's dozens of calls would pay. A
+    verified password is therefore cached for 60 s (a password changed through MLflow's API stays
+    valid that long in the server's other worker processes).
+    """
+    config.mlflow_auth_config_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = config.mlflow_auth_config_file.with_suffix(".tmp")
+    partial.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {config.mlflow_auth_database_uri}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    partial.chmod(0o600)  # a database URL may hold a password
+    partial.replace(config.mlflow_auth_config_file)
 
 
 @dataclass(frozen=True)
@@ -301,6 +374,8 @@ def stack_services(config: StackConfig) -> list[Service]:
         "--port": str(config.mlflow_port),
         "--workers": "1",
     }
+    if config.production_auth:
+        mlflow_options["--app-name"] = "basic-auth"
     services = [
         Service(
             "mlflow",
@@ -689,7 +764,11 @@ class AirflowApi:
 
 
 def admin_password(config: StackConfig) -> str:
-    """The admin password that the api-server generated into the SimpleAuthManager passwords file."""
+    """The Airflow admin's password: with `production_auth` the one generated into the stack secrets
+    (the FAB user is created with it), else the one the api-server generated into the
+    SimpleAuthManager passwords file."""
+    if config.production_auth:
+        return load_or_create_secrets(config.secrets_file)["airflow_admin_password"]
     return json.loads(config.passwords_file.read_text())[ADMIN_USER]
 
 
@@ -842,6 +921,23 @@ def ensure_airflow_db(config: StackConfig, env: Mapping[str, str], announce: Tex
     stamp.touch()
 
 
+def ensure_airflow_admin(config: StackConfig, env: Mapping[str, str], announce: TextIO = sys.stdout) -> None:
+    """Create the FAB auth manager's admin user with the stack's generated password, unless it exists
+    (`airflow users create` then says so and succeeds). Needs the migrated metadata database, whose
+    `airflow db migrate` creates FAB's tables too."""
+    log = config.logs_dir / "airflow-users-create.log"
+    print(f"Creating the Airflow admin user {ADMIN_USER!r} unless it exists (log: {display(log)})...", file=announce)
+    user = {"--role": "Admin", "--username": ADMIN_USER, "--password": admin_password(config),
+            "--firstname": "Airflow", "--lastname": "Admin", "--email": f"{ADMIN_USER}@example.invalid"}
+    with log.open("w") as output:
+        result = subprocess.run([str(VENV_BIN / "airflow"), "users", "create", *flatten(user)], env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise StackError(
+            f"`airflow users create` failed (exit {result.returncode}); {display(log)} ends with:\n{log_tail(log)}"
+        )
+
+
 def start_service(
     service: Service, config: StackConfig, env: Mapping[str, str]
 ) -> tuple[subprocess.Popen, ServiceProcess]:
@@ -921,8 +1017,12 @@ def start_services(
     was started stays in `started` when this raises, for the caller to stop.
     """
     mlflow, *airflow_and_serving = services
+    if config.production_auth:
+        write_mlflow_auth_config(config)
     start(mlflow)
     ensure_airflow_db(config, env)
+    if config.production_auth:
+        ensure_airflow_admin(config, env)
     for service in airflow_and_serving:
         if service.name != "scheduler":
             start(service)

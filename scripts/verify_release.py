@@ -26,7 +26,10 @@ checked before training, because a delivered candidate would change the champion
 Credentials: AIRFLOW_USERNAME (default admin) and AIRFLOW_PASSWORD, else AIRFLOW_ADMIN_PASSWORD (the
 name in .env), else the password the local stack generated (state/airflow/...passwords.json.generated).
 The golden examples come from the MLflow registry at `--mlflow-url` (default MLFLOW_TRACKING_URI, else
-the local stack's MLflow server, http://127.0.0.1:5000 unless MLFLOW_PORT says otherwise).
+the local stack's MLflow server, http://127.0.0.1:5000 unless MLFLOW_PORT says otherwise). An MLflow that
+asks for a login (the production topology's basic-auth app) gets MLFLOW_TRACKING_USERNAME and
+MLFLOW_TRACKING_PASSWORD, which MLflow's client reads itself; without them the golden-outputs check
+fails with MLflow's 401.
 Exit code: 0 when every check passed, 1 when one failed, 2 for a usage error.
 """
 

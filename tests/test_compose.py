@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -395,3 +396,122 @@ def test_airflow_sends_its_statsd_metrics_to_the_exporter_that_prometheus_scrape
     import statsd  # noqa: F401  (Airflow's StatsD client must be in the image, or statsd_on fails at start)
 
     assert "127.0.0.1:9102:9102" in exporter["ports"] and flags["--web.listen-address"] == ":9102"
+
+
+# --- logins: Airflow's FAB auth manager, MLflow's basic-auth app ---------------------------------
+
+
+AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "airflow-worker")
+
+
+def init_script_command(*words: str) -> list[str]:
+    """The arguments of the airflow-init script's `airflow <words…>` line."""
+    found = [args for where, args in airflow_invocations().items()
+             if where.startswith("airflow-init: script") and args[:len(words)] == list(words)]
+    assert len(found) == 1, f"airflow-init runs `airflow {' '.join(words)}` {len(found)} times"
+    return found[0]
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_airflow_runs_the_fab_auth_manager_of_the_installed_provider():
+    from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+
+    for name in AIRFLOW_SERVICES:
+        env = service_env(name)
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == f"{FabAuthManager.__module__}.FabAuthManager", name
+        assert not any(key.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER") for key in env), name
+
+
+def test_airflow_init_creates_the_admin_with_the_password_from_env_after_migrating(airflow_probe):
+    script = argv(SERVICES["airflow-init"]["command"])[1].splitlines()
+    create = init_script_command("users", "create")
+    reset = init_script_command("users", "reset-password")
+
+    assert (option(create, "--role"), option(create, "--username"), option(reset, "--username")) == (
+        "Admin", "admin", "admin")
+    for args in (create, reset):  # the shell expands it from the service's environment, set from .env
+        assert option(args, "--password") == "$AIRFLOW_ADMIN_PASSWORD"
+    assert resolved(service_env("airflow-init")["AIRFLOW_ADMIN_PASSWORD"]) == FAKE_ENV["AIRFLOW_ADMIN_PASSWORD"]
+    lines = [line.strip() for line in script]
+    assert lines.index("airflow db migrate") < lines.index(next(line for line in lines if "users create" in line))
+    assert script[0].strip() == "set -euo pipefail", "a failed step must fail the init, not start the services"
+    assert airflow_probe["bad_commands"] == {}
+
+
+def test_mlflow_runs_the_basic_auth_app_with_the_configuration_airflow_init_writes():
+    from mlflow.server.auth import is_unprotected_route
+
+    params = click_context(argv(SERVICES["mlflow"]["command"])).params
+    env = service_env("mlflow")
+    config_path = env["MLFLOW_AUTH_CONFIG_PATH"]
+
+    assert params["app_name"] == "basic-auth"
+    assert service_env("airflow-init")["MLFLOW_AUTH_CONFIG_PATH"] == config_path
+    folder = str(Path(config_path).parent)
+    assert mounts("mlflow")[folder] == mounts("airflow-init")[folder] in COMPOSE["volumes"]
+    assert {key: resolved(env[key]) for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD")} == {
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": FAKE_ENV["MLFLOW_ADMIN_PASSWORD"]}
+    assert resolved(env["MLFLOW_FLASK_SERVER_SECRET_KEY"]) == FAKE_ENV["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    health = SERVICES["mlflow"]["healthcheck"]["test"][-1]
+    assert is_unprotected_route(urllib.parse.urlparse(health).path), f"{health} asks for a login"
+
+
+def test_every_mlflow_client_logs_in_as_the_mlflow_admin():
+    server = {key: resolved(value) for key, value in service_env("mlflow").items()}
+    clients = [name for name in SERVICES if "MLFLOW_TRACKING_URI" in service_env(name)]
+
+    assert set(AIRFLOW_SERVICES) | {"serving"} <= set(clients)
+    for name in clients:
+        env = {key: resolved(value) for key, value in service_env(name).items()}
+        assert (env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")) == (
+            server["MLFLOW_AUTH_ADMIN_USERNAME"], server["MLFLOW_AUTH_ADMIN_PASSWORD"]), name
+
+
+class FakePostgres:
+    """Stands in for psycopg2 in airflow-init's script: the `mlflow` database exists already."""
+
+    autocommit = False
+
+    @staticmethod
+    def connect(**_params):
+        return FakePostgres()
+
+    def cursor(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        return False
+
+    def execute(self, _statement):
+        pass
+
+    def fetchone(self):
+        return (1,)
+
+
+def test_airflow_init_writes_the_basic_auth_configuration_mlflow_reads(tmp_path, monkeypatch):
+    from mlflow.server.auth.config import read_auth_config
+
+    script = argv(SERVICES["airflow-init"]["command"])[1]
+    python = script.split("python - <<'PY'\n", 1)[1].split("\nPY", 1)[0]
+    env = {key: resolved(value) for key, value in service_env("airflow-init").items()}
+    path = tmp_path / Path(env["MLFLOW_AUTH_CONFIG_PATH"]).name
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(path))
+    monkeypatch.setitem(sys.modules, "psycopg2", FakePostgres)
+
+    exec(compile(python, "airflow-init", "exec"), {})  # noqa: S102 - the compose file's own script
+    auth = read_auth_config()
+
+    password = FAKE_ENV["POSTGRES_PASSWORD"]
+    assert auth.database_uri == f"postgresql+psycopg2://airflow:{password}@postgres:5432/mlflow"
+    assert auth.default_permission == "READ"
+    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.2 s of CPU)"
+    assert path.stat().st_mode & 0o077 == 0, "it holds the PostgreSQL password"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,9 @@ def a_config(root: Path) -> StackConfig:
     return StackConfig(root=root, state=root / "state", dags_folder=root / "dags", models_dir=root / "models")
 
 
-SECRETS = {"jwt_secret": "j", "api_secret_key": "a", "fernet_key": "f", "serving_admin_token": "s"}
+SECRETS = {"jwt_secret": "j", "api_secret_key": "a", "fernet_key": "f", "serving_admin_token": "s",
+           "airflow_admin_password": "airflow-pw", "mlflow_admin_password": "mlflow-pw",
+           "mlflow_flask_secret_key": "flask-key"}
 
 
 def test_defaults_are_the_documented_ports_on_loopback_and_the_project_state_folder(clean_environ):
@@ -151,8 +154,10 @@ def test_secrets_are_generated_once_and_kept(tmp_path):
     second = local_stack.load_or_create_secrets(path)
 
     assert first == second
-    assert set(first) == {"jwt_secret", "api_secret_key", "fernet_key", "serving_admin_token"}
+    assert set(first) == {"jwt_secret", "api_secret_key", "fernet_key", "serving_admin_token",
+                          "airflow_admin_password", "mlflow_admin_password", "mlflow_flask_secret_key"}
     assert len(first["jwt_secret"]) >= 64
+    assert len(first["mlflow_admin_password"]) >= 12, "MLflow refuses a shorter admin password"
     assert path.stat().st_mode & 0o077 == 0
 
 
@@ -218,6 +223,74 @@ def test_the_production_topology_runs_celery_on_postgresql_with_a_worker_on_its_
     assert services["celery-worker"].port is None, "stopped with the other clients, before the api-server"
     mlflow = services["mlflow"].argv
     assert mlflow[mlflow.index("--backend-store-uri") + 1] == "postgresql+psycopg2://pg/mlflow"
+
+
+def production_auth_config(root: Path, mlflow_backend_uri: str | None = None) -> StackConfig:
+    return StackConfig(root=root, state=root / "state", dags_folder=root / "dags", models_dir=root / "models",
+                       mlflow_backend_uri=mlflow_backend_uri, production_auth=True)
+
+
+MLFLOW_LOGIN_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH",
+                     "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+
+
+def test_production_auth_runs_fab_and_mlflow_basic_auth_whose_clients_log_in_as_its_admin(tmp_path):
+    from mlflow.server.auth import is_unprotected_route
+
+    config = production_auth_config(tmp_path)
+
+    env = local_stack.airflow_environment(config, SECRETS, base={})
+    mlflow = {service.name: service for service in local_stack.stack_services(config)}["mlflow"]
+
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == local_stack.FAB_AUTH_MANAGER
+    assert not any(name.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER") for name in env)
+    assert mlflow.argv[mlflow.argv.index("--app-name") + 1] == "basic-auth"
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == (
+        env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]) == ("admin", "mlflow-pw")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "flask-key"
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == str(config.mlflow_auth_config_file)
+    assert is_unprotected_route(urllib.parse.urlparse(mlflow.health_url).path), "the health check needs no login"
+
+
+def test_the_default_stack_keeps_the_simple_auth_manager_and_an_mlflow_without_login(tmp_path):
+    config = a_config(tmp_path)
+
+    env = local_stack.airflow_environment(config, SECRETS, base={})
+    mlflow = local_stack.stack_services(config)[0]
+
+    assert config.production_auth is False
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == local_stack.SIMPLE_AUTH_MANAGER
+    assert [key for key in MLFLOW_LOGIN_KEYS if key in env] == []
+    assert "--app-name" not in mlflow.argv
+
+
+@pytest.mark.parametrize("backend", [None, "postgresql+psycopg2://postgres@127.0.0.1:5432/mlops_mlflow"])
+def test_mlflow_reads_the_basic_auth_configuration_the_stack_writes(tmp_path, monkeypatch, backend):
+    from mlflow.server.auth.config import read_auth_config
+
+    config = production_auth_config(tmp_path, mlflow_backend_uri=backend)
+    local_stack.write_mlflow_auth_config(config)
+    for key, value in local_stack.airflow_environment(config, SECRETS, base={}).items():
+        if key.startswith("MLFLOW_AUTH_"):
+            monkeypatch.setenv(key, value)
+
+    auth = read_auth_config()
+
+    assert auth.default_permission == "READ", "a logged-in user reads; moving an alias takes more"
+    assert auth.database_uri == (backend or f"sqlite:///{config.mlflow_dir / 'basic_auth.db'}")
+    assert (auth.admin_username, auth.admin_password) == ("admin", "mlflow-pw")
+    assert auth.auth_cache_ttl_seconds > 0, "without the cache each request costs a scrypt hash (~0.2 s of CPU)"
+    assert config.mlflow_auth_config_file.stat().st_mode & 0o077 == 0
+
+
+def test_the_production_admin_password_is_the_generated_one_kept_in_the_stack_secrets(tmp_path):
+    config = production_auth_config(tmp_path)
+
+    password = local_stack.admin_password(config)
+
+    assert password == local_stack.admin_password(config)
+    assert password == json.loads(config.secrets_file.read_text())["airflow_admin_password"]
+    assert not config.passwords_file.exists(), "no SimpleAuthManager passwords file in this mode"
 
 
 def test_without_celery_the_stack_is_sqlite_and_the_local_executor_with_no_worker(tmp_path):
@@ -566,3 +639,23 @@ def test_down_stops_a_background_stack_including_a_running_task(stack_env):
     assert stack.process.wait(timeout=30) == 0, stack.rest_of_output()
     assert processes_with_airflow_home(airflow_home) == []
     assert not (Path(stack_env["MLOPS_STATE_DIR"]) / "stack.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_fab_admin_is_created_at_the_first_start_and_a_second_start_keeps_it(tmp_path):
+    config = production_auth_config(tmp_path)
+    config.logs_dir.mkdir(parents=True)
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW_", "MLFLOW_"))}
+    env = local_stack.airflow_environment(config, local_stack.load_or_create_secrets(config.secrets_file), base)
+    local_stack.ensure_airflow_db(config, env)
+
+    local_stack.ensure_airflow_admin(config, env)
+    local_stack.ensure_airflow_admin(config, env)
+
+    assert "admin already exists" in (config.logs_dir / "airflow-users-create.log").read_text()
+    listing = subprocess.run([str(local_stack.VENV_BIN / "airflow"), "users", "list", "--output", "json"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    users = json.loads(listing.stdout.strip().splitlines()[-1])  # after Airflow's log lines
+    assert [(user["username"], user["roles"]) for user in users] == [("admin", ["Admin"])], users

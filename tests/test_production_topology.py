@@ -1,10 +1,13 @@
-"""The production topology (docker-compose.yaml), run natively, does the whole loop and passes verify-release.
+"""The production topology (docker-compose.yaml), run natively, does the whole loop and passes verify-release,
+and nobody moves a model alias without logging in.
 
 The same parts as the compose file, as processes on this machine: Airflow on a PostgreSQL metadata
 database with the CeleryExecutor (Redis broker, PostgreSQL result backend), api-server, scheduler,
 dag-processor, triggerer and one Celery worker; the MLflow tracking server on PostgreSQL, serving the
-artifacts itself; the prediction service. `scripts/local_stack.py` starts and stops them (with a
-`CeleryConfig` and database URLs instead of its SQLite defaults).
+artifacts itself; the prediction service. Logins as in production: Airflow's FAB auth manager with an
+admin created at start, MLflow's basic-auth app, whose clients (tasks, prediction service,
+verify-release) get their credentials from the environment. `scripts/local_stack.py` starts and stops
+them (with a `CeleryConfig`, database URLs and `production_auth` instead of its SQLite defaults).
 
 The services run a copy of dags/, plugins/ and include/ taken at the start, as the image does. The test
 owns everything it touches: two new databases with a random name, an empty Redis database
@@ -29,6 +32,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from include.core import settings
 from scripts import local_stack, verify_release
@@ -200,6 +205,7 @@ def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
             result_backend=postgres_url(owned.airflow_db, "db+postgresql+psycopg2"),
             queue=owned.token, key_prefix=owned.key_prefix, concurrency=2,
         ),
+        production_auth=True,
     )
     for folder in (config.airflow_home, config.logs_dir, config.mlflow_dir / "artifacts"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -226,6 +232,28 @@ def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
 
 
 # --- driving it -----------------------------------------------------------------------------------
+
+MLFLOW_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+def alias_moves_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str, version: str, credentials: dict[str, str]
+) -> list[int]:
+    """The HTTP statuses with which MLflow refuses a client logged in with `credentials` (none:
+    anonymous) that points @champion at `version` and then deletes @champion; fails if either succeeds."""
+    with monkeypatch.context() as patch:
+        for name in MLFLOW_CREDENTIALS:  # MLflow's client reads them at each request
+            patch.delenv(name, raising=False)
+        for name, value in credentials.items():
+            patch.setenv(name, value)
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
+        statuses = []
+        for move in (lambda: client.set_registered_model_alias(MODEL, "champion", version),
+                     lambda: client.delete_registered_model_alias(MODEL, "champion")):
+            with pytest.raises(MlflowException) as refused:
+                move()
+            statuses.append(refused.value.get_http_status_code())
+        return statuses
 
 
 def wait_for_dags(api: local_stack.AirflowApi, dag_ids: set[str], timeout: float = 240) -> None:
@@ -264,7 +292,7 @@ def wait_for_runs(api: local_stack.AirflowApi, dag_id: str, count: int, timeout:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @needs_proc
-def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify_release(topology, owned):
+def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify_release(topology, owned, monkeypatch):
     api, config = topology.api, topology.config
     dag = {stage: f"{MODEL}__{stage}" for stage in ("data_ingestion", "continuous_training", "model_deployment")}
     wait_for_dags(api, set(dag.values()))
@@ -294,8 +322,9 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
     [deployment_run] = wait_for_runs(api, dag["model_deployment"], 1)
     assert deployment_run["run_type"] == "asset_triggered"
 
-    from mlflow import MlflowClient
-
+    credentials = {name: topology.env[name] for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
     registry = MlflowClient(tracking_uri=config.mlflow_url, registry_uri=config.mlflow_url)
     champion = registry.get_model_version_by_alias(MODEL, "champion")
     assert champion.tags["gate_passed"] == "true"
@@ -306,6 +335,18 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
 
     served = httpx.get(f"{config.serving_url}/models/{MODEL}", timeout=10).json()
     assert served["version"] == champion.version
+
+    # Nobody moves @champion without logging in: not anonymously, not with a wrong password; Airflow's
+    # API answers nobody anonymous either.
+    aliases = registry.get_registered_model(MODEL).aliases
+    assert alias_moves_refused(monkeypatch, config.mlflow_url, champion.version, {}) == [401, 401]
+    wrong_password = {**credentials, "MLFLOW_TRACKING_PASSWORD": "not-the-password"}
+    assert alias_moves_refused(monkeypatch, config.mlflow_url, champion.version, wrong_password) == [401, 401]
+    assert aliases["champion"] == champion.version
+    assert registry.get_registered_model(MODEL).aliases == aliases
+    assert httpx.get(f"{config.airflow_url}/api/v2/dags", timeout=30).status_code == 401
+    assert httpx.post(f"{config.airflow_url}/auth/token", json={"username": "admin", "password": "not-the-password"},
+                      timeout=30).status_code == 401
 
     verify_env = {**topology.env, "AIRFLOW_PASSWORD": topology.password}
     # -o: the venv is installed already; never let make try to reinstall it (that needs the network).
