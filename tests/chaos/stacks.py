@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scripts import local_stack
 from scripts.local_stack import CeleryConfig, StackConfig
@@ -152,10 +153,21 @@ def owned_resources() -> Iterator[Owned]:
         assert resources.own_keys() == []
 
 
+def quiet_model_config(folder: Path) -> Path:
+    """The production topology test's small model config, with every DAG paused at creation: the faults
+    need only ingestion and training, which the fixture unpauses; the prediction, drift and deployment
+    runs that each batch would otherwise start only slow the faults down on CI's 2 cores."""
+    path = small_model_config(folder)
+    raw = yaml.safe_load(path.read_text())
+    raw["paused_on_start"] = True
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 def stack_config(folder: Path, owned: Owned | None) -> StackConfig:
     """The topology's StackConfig on free ports: PostgreSQL and Celery with `owned`, else SQLite and
     the LocalExecutor."""
-    small_model_config(folder / "models")
+    quiet_model_config(folder / "models")
     root = project_snapshot(folder / "project")
     airflow_port, mlflow_port, serving_port = free_ports(3)
     production = {}
