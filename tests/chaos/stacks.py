@@ -1,0 +1,218 @@
+"""Running stacks for fault injection: the production topology and the local stack, started once each.
+
+A fault test needs a stack it may damage: kill a service, start it again, and watch what Airflow
+makes of it. Starting one costs a minute or two, so each topology is started once for all its faults
+(a module-scoped fixture in the test module) and holds on to its processes, so that a test can kill
+and restart one service while the others run on.
+
+The two topologies are the ones users run, both built by scripts/local_stack.py as
+tests/test_production_topology.py builds them:
+
+- `celery`: PostgreSQL databases, the CeleryExecutor with a Redis broker and one Celery worker
+  (what docker-compose.yaml runs);
+- `local`: SQLite files and the LocalExecutor, whose scheduler runs the tasks itself (`make run`).
+
+Both get a short task-instance heartbeat timeout, so that Airflow notices a task whose supervisor was
+killed within seconds instead of Airflow's default 5 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts import local_stack
+from scripts.local_stack import CeleryConfig, StackConfig
+from tests.test_local_stack import free_ports, processes_with_airflow_home
+from tests.test_production_topology import (
+    REDIS_URL,
+    Owned,
+    Topology,
+    empty_redis_database,
+    existing_databases,
+    postgres_url,
+    project_snapshot,
+    run_sql,
+    small_model_config,
+    stack_base_environment,
+)
+
+TOPOLOGIES = ("celery", "local")
+HEARTBEAT_TIMEOUT_S = 30
+"""[scheduler] task_instance_heartbeat_timeout: a killed task's try is failed (and retried) this many
+seconds after its supervisor's last heartbeat. Short enough for a test, long enough that a live task on
+two busy cores still heartbeats in time (its supervisor does so every few seconds)."""
+FAULT_SETTINGS = {
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    # A restarted scheduler adopts (Celery) or resets (LocalExecutor) the tasks its killed predecessor
+    # queued once that one's heartbeat is stale; Airflow looks every 5 minutes by default.
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+}
+
+
+@dataclass
+class RunningStack:
+    """A started topology, with its processes by service name, so that a fault can hit one of them."""
+
+    name: str
+    topology: Topology
+    started: dict[str, tuple[subprocess.Popen, local_stack.ServiceProcess]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> StackConfig:
+        return self.topology.config
+
+    @property
+    def api(self) -> local_stack.AirflowApi:
+        return self.topology.api
+
+    def start(self, service_name: str) -> None:
+        """Start `service_name` (again) and wait until it is healthy."""
+        [service] = [each for each in local_stack.stack_services(self.config) if each.name == service_name]
+        self.started[service_name] = local_stack.start_service(service, self.config, self.topology.env)
+        local_stack.wait_until_healthy({service_name: self.started[service_name]}, time.monotonic(),
+                                       local_stack.HEALTH_TIMEOUT_S)
+
+    def kill(self, service_name: str) -> list[int]:
+        """SIGKILL every process of the service's session, as the death of its machine or container
+        would: its process group and the groups its task processes put themselves in. Returns the pids."""
+        process, record = self.started[service_name]
+        pids = session_members(record.pgid)
+        local_stack.signal_pids(pids, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert local_stack.wait_until(lambda: not session_members(record.pgid), 10), \
+            f"{service_name}: processes outlived SIGKILL: {session_members(record.pgid)}"
+        return pids
+
+    def kill_group(self, service_name: str) -> list[int]:
+        """SIGKILL the service's process group only (what `kill -9 -<pgid>` does); return the pids hit.
+
+        Task processes that put themselves in a group of their own survive it."""
+        process, record = self.started[service_name]
+        pids = local_stack.live_group_members([record.pgid])
+        local_stack.signal_groups([record.pgid], signal.SIGKILL)
+        process.wait(timeout=10)
+        assert local_stack.wait_until(lambda: not local_stack.live_group_members([record.pgid]), 10)
+        return pids
+
+
+def session_members(session: int) -> list[int]:
+    """Pids of the running processes of session `session`."""
+    return [pid for pid in local_stack.all_pids()
+            if local_stack.proc_session(pid) == session and local_stack.process_alive(pid, None)]
+
+
+def task_process(ti_id: str) -> int | None:
+    """The pid of the process running task-instance try `ti_id` (it names itself `airflow worker -- <id>`)."""
+    title = f"airflow worker -- {ti_id}"
+    for pid in local_stack.all_pids():
+        if local_stack.command_line(pid).startswith(title) and local_stack.process_alive(pid, None):
+            return pid
+    return None
+
+
+def parent_pid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+@contextmanager
+def owned_resources() -> Iterator[Owned]:
+    """Two new PostgreSQL databases and an empty Redis database, dropped and cleaned afterwards
+    (tests/test_production_topology.py's `owned` fixture, for a module-scoped stack)."""
+    try:
+        import redis
+
+        run_sql("SELECT 1")
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, the services are not there
+        pytest.skip(f"needs PostgreSQL and Redis on 127.0.0.1 (as in CI): {exc}")
+    token = f"mlops_chaos_{secrets.token_hex(4)}"
+    resources = Owned(token, token, f"{token}_mlflow", empty_redis_database(redis))
+    run_sql(f'CREATE DATABASE "{resources.airflow_db}"', f'CREATE DATABASE "{resources.mlflow_db}"')
+    try:
+        yield resources
+    finally:
+        run_sql(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in (resources.airflow_db,
+                                                                                 resources.mlflow_db)))
+        keys = resources.own_keys()
+        if keys:
+            resources.redis().delete(*keys)
+        assert existing_databases(token) == []
+        assert resources.own_keys() == []
+
+
+def quiet_model_config(folder: Path) -> Path:
+    """The production topology test's small model config, with every DAG paused at creation: the faults
+    need only ingestion and training, which the fixture unpauses; the prediction, drift and deployment
+    runs that each batch would otherwise start only slow the faults down on CI's 2 cores."""
+    path = small_model_config(folder)
+    raw = yaml.safe_load(path.read_text())
+    raw["paused_on_start"] = True
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def stack_config(folder: Path, owned: Owned | None) -> StackConfig:
+    """The topology's StackConfig on free ports: PostgreSQL and Celery with `owned`, else SQLite and
+    the LocalExecutor."""
+    quiet_model_config(folder / "models")
+    root = project_snapshot(folder / "project")
+    airflow_port, mlflow_port, serving_port = free_ports(3)
+    production = {}
+    if owned is not None:
+        production = {
+            "airflow_database_url": postgres_url(owned.airflow_db),
+            "mlflow_backend_uri": postgres_url(owned.mlflow_db),
+            "celery": CeleryConfig(
+                broker_url=f"{REDIS_URL}/{owned.redis_db}",
+                result_backend=postgres_url(owned.airflow_db, "db+postgresql+psycopg2"),
+                queue=owned.token, key_prefix=owned.key_prefix, concurrency=2,
+            ),
+        }
+    return StackConfig(root=root, state=folder / "state", dags_folder=root / "dags", models_dir=folder / "models",
+                       airflow_port=airflow_port, mlflow_port=mlflow_port, serving_port=serving_port, **production)
+
+
+@contextmanager
+def running_stack(name: str, folder: Path) -> Iterator[RunningStack]:
+    """Topology `name` ("celery" or "local") started in `folder`, healthy; every process stopped and
+    everything it owns removed afterwards, whatever happened."""
+    with owned_resources() if name == "celery" else nullcontext() as owned:
+        config = stack_config(folder, owned)
+        for each in (config.airflow_home, config.logs_dir, config.mlflow_dir / "artifacts"):
+            each.mkdir(parents=True, exist_ok=True)
+        env = local_stack.airflow_environment(config, local_stack.load_or_create_secrets(config.secrets_file),
+                                              stack_base_environment())
+        env |= {"GX_ANALYTICS_ENABLED": "False", "MLOPS_SERVING_POLL_SECONDS": "2", **FAULT_SETTINGS}
+        stack = RunningStack(name, Topology(config, env, None, ""))
+
+        def start(service: local_stack.Service) -> None:
+            stack.started[service.name] = local_stack.start_service(service, config, env)
+
+        try:
+            local_stack.start_services(config, env, local_stack.stack_services(config), start, stack.started,
+                                       time.monotonic())
+            password = local_stack.admin_password(config)
+            stack.topology = Topology(config, env, local_stack.AirflowApi(config.airflow_url, "admin", password),
+                                      password)
+            yield stack
+        finally:
+            services = tuple(process for _, process in stack.started.values())
+            record = local_stack.StackRecord(os.getpid(), None, services, {})
+            assert local_stack.stop_stack(config, record), f"processes of the {name} stack were left running"
+            for process, _ in stack.started.values():
+                process.wait(timeout=10)
+            assert local_stack.live_group_members(process.pgid for process in services) == []
+            assert processes_with_airflow_home(config.airflow_home) == []
