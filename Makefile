@@ -29,8 +29,8 @@ status: $(STAMP) ## Show which parts of the local stack are running
 test: $(STAMP) ## Run the whole test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-chaos: $(STAMP) ## Inject faults (kills, outages, a full disk) into real services and print what each cost
-	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+chaos: $(STAMP) ## Inject faults into real services (both Airflow topologies) and print what each cost
+	MLOPS_CHAOS_STACKS=celery,local $(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Lint with ruff (including Airflow's AIR rules) and the workflows with zizmor
 	$(BIN)/ruff check .

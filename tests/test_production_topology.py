@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +133,10 @@ class Owned:
         return list(self.redis().scan_iter(match=f"{self.key_prefix}*"))
 
 
-@pytest.fixture
-def owned() -> Iterator[Owned]:
-    """Two new PostgreSQL databases and an empty Redis database; dropped and cleaned afterwards."""
+@contextmanager
+def owned_resources(prefix: str) -> Iterator[Owned]:
+    """Two new PostgreSQL databases and an empty Redis database, named `<prefix>_<random>`; dropped and
+    cleaned afterwards."""
     try:
         import redis
 
@@ -142,7 +144,7 @@ def owned() -> Iterator[Owned]:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
     except Exception as exc:  # noqa: BLE001 - whatever the reason, the services are not there
         pytest.skip(f"needs PostgreSQL and Redis on 127.0.0.1 (as in CI): {exc}")
-    token = f"mlops_topology_{secrets.token_hex(4)}"
+    token = f"{prefix}_{secrets.token_hex(4)}"
     resources = Owned(token, token, f"{token}_mlflow", empty_redis_database(redis))
     run_sql(f'CREATE DATABASE "{resources.airflow_db}"', f'CREATE DATABASE "{resources.mlflow_db}"')
     try:
@@ -155,6 +157,12 @@ def owned() -> Iterator[Owned]:
             resources.redis().delete(*keys)
         assert existing_databases(token) == []
         assert resources.own_keys() == []
+
+
+@pytest.fixture
+def owned() -> Iterator[Owned]:
+    with owned_resources("mlops_topology") as resources:
+        yield resources
 
 
 # --- the stack ------------------------------------------------------------------------------------
@@ -188,31 +196,40 @@ def project_snapshot(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
-    """The production topology on free ports, healthy; every process stopped afterwards."""
-    small_model_config(tmp_path / "models")
-    root = project_snapshot(tmp_path / "project")
+def stack_config(folder: Path, owned: Owned | None) -> StackConfig:
+    """A stack in `folder` on free ports, running a snapshot of the code and the model configs in
+    `folder/models`: the production topology (PostgreSQL, Celery, production logins) with `owned`, else
+    the local stack's SQLite and LocalExecutor."""
+    root = project_snapshot(folder / "project")
     airflow_port, mlflow_port, serving_port = free_ports(3)
-    config = StackConfig(
-        root=root, state=tmp_path / "state", dags_folder=root / "dags",
-        models_dir=tmp_path / "models", airflow_port=airflow_port, mlflow_port=mlflow_port,
-        serving_port=serving_port,
-        airflow_database_url=postgres_url(owned.airflow_db),
-        mlflow_backend_uri=postgres_url(owned.mlflow_db),
-        celery=CeleryConfig(
-            broker_url=f"{REDIS_URL}/{owned.redis_db}",
-            result_backend=postgres_url(owned.airflow_db, "db+postgresql+psycopg2"),
-            queue=owned.token, key_prefix=owned.key_prefix, concurrency=2,
-        ),
-        production_auth=True,
-    )
+    production = {}
+    if owned is not None:
+        production = {
+            "airflow_database_url": postgres_url(owned.airflow_db),
+            "mlflow_backend_uri": postgres_url(owned.mlflow_db),
+            "celery": CeleryConfig(
+                broker_url=f"{REDIS_URL}/{owned.redis_db}",
+                result_backend=postgres_url(owned.airflow_db, "db+postgresql+psycopg2"),
+                queue=owned.token, key_prefix=owned.key_prefix, concurrency=2,
+            ),
+            "production_auth": True,
+        }
+    return StackConfig(root=root, state=folder / "state", dags_folder=root / "dags", models_dir=folder / "models",
+                       airflow_port=airflow_port, mlflow_port=mlflow_port, serving_port=serving_port, **production)
+
+
+@contextmanager
+def started_stack(
+    config: StackConfig, started: dict[str, tuple[subprocess.Popen, local_stack.ServiceProcess]],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Topology]:
+    """The stack of `config` started and healthy (its processes recorded in `started`, by service name);
+    every process stopped afterwards, whatever happened."""
     for folder in (config.airflow_home, config.logs_dir, config.mlflow_dir / "artifacts"):
         folder.mkdir(parents=True, exist_ok=True)
     env = local_stack.airflow_environment(config, local_stack.load_or_create_secrets(config.secrets_file),
                                           stack_base_environment())
-    env |= {"GX_ANALYTICS_ENABLED": "False", "MLOPS_SERVING_POLL_SECONDS": "2"}
-    started: dict[str, tuple[subprocess.Popen, local_stack.ServiceProcess]] = {}
+    env |= {"GX_ANALYTICS_ENABLED": "False", "MLOPS_SERVING_POLL_SECONDS": "2", **(extra_env or {})}
 
     def start(service: local_stack.Service) -> None:
         started[service.name] = local_stack.start_service(service, config, env)
@@ -223,12 +240,21 @@ def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
         password = local_stack.admin_password(config)
         yield Topology(config, env, local_stack.AirflowApi(config.airflow_url, "admin", password), password)
     finally:
-        record = local_stack.StackRecord(os.getpid(), None, tuple(process for _, process in started.values()), {})
-        assert local_stack.stop_stack(config, record), "processes of the topology were left running"
+        services = tuple(process for _, process in started.values())
+        record = local_stack.StackRecord(os.getpid(), None, services, {})
+        assert local_stack.stop_stack(config, record), "processes of the stack were left running"
         for process, _ in started.values():
             process.wait(timeout=10)
-        assert local_stack.live_group_members(process.pgid for _, process in started.values()) == []
+        assert local_stack.live_group_members(process.pgid for process in services) == []
         assert processes_with_airflow_home(config.airflow_home) == []
+
+
+@pytest.fixture
+def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
+    """The production topology on free ports, healthy; every process stopped afterwards."""
+    small_model_config(tmp_path / "models")
+    with started_stack(stack_config(tmp_path, owned), {}) as running:
+        yield running
 
 
 # --- driving it -----------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ killed within seconds instead of Airflow's default 5 minutes.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -28,26 +27,15 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
 
 from scripts import local_stack
-from scripts.local_stack import CeleryConfig, StackConfig
-from tests.test_local_stack import free_ports, processes_with_airflow_home
-from tests.test_production_topology import (
-    REDIS_URL,
-    Owned,
-    Topology,
-    empty_redis_database,
-    existing_databases,
-    postgres_url,
-    project_snapshot,
-    run_sql,
-    small_model_config,
-    stack_base_environment,
-)
+from scripts.local_stack import StackConfig
+from tests.test_production_topology import Topology, owned_resources, small_model_config, stack_config, started_stack
 
-TOPOLOGIES = ("celery", "local")
+TOPOLOGIES = tuple(os.environ.get("MLOPS_CHAOS_STACKS", "celery").split(","))
+"""The topologies the Airflow faults run on: CI (`make test`) takes the production topology only, to keep
+the suite within its time budget; `make chaos` sets MLOPS_CHAOS_STACKS=celery,local for both."""
 HEARTBEAT_TIMEOUT_S = 30
 """[scheduler] task_instance_heartbeat_timeout: a killed task's try is failed (and retried) this many
 seconds after its supervisor's last heartbeat. Short enough for a test, long enough that a live task on
@@ -127,32 +115,6 @@ def parent_pid(pid: int) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
 
 
-@contextmanager
-def owned_resources() -> Iterator[Owned]:
-    """Two new PostgreSQL databases and an empty Redis database, dropped and cleaned afterwards
-    (tests/test_production_topology.py's `owned` fixture, for a module-scoped stack)."""
-    try:
-        import redis
-
-        run_sql("SELECT 1")
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
-    except Exception as exc:  # noqa: BLE001 - whatever the reason, the services are not there
-        pytest.skip(f"needs PostgreSQL and Redis on 127.0.0.1 (as in CI): {exc}")
-    token = f"mlops_chaos_{secrets.token_hex(4)}"
-    resources = Owned(token, token, f"{token}_mlflow", empty_redis_database(redis))
-    run_sql(f'CREATE DATABASE "{resources.airflow_db}"', f'CREATE DATABASE "{resources.mlflow_db}"')
-    try:
-        yield resources
-    finally:
-        run_sql(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in (resources.airflow_db,
-                                                                                 resources.mlflow_db)))
-        keys = resources.own_keys()
-        if keys:
-            resources.redis().delete(*keys)
-        assert existing_databases(token) == []
-        assert resources.own_keys() == []
-
-
 def quiet_model_config(folder: Path) -> Path:
     """The production topology test's small model config, with every DAG paused at creation: the faults
     need only ingestion and training, which the fixture unpauses; the prediction, drift and deployment
@@ -164,55 +126,13 @@ def quiet_model_config(folder: Path) -> Path:
     return path
 
 
-def stack_config(folder: Path, owned: Owned | None) -> StackConfig:
-    """The topology's StackConfig on free ports: PostgreSQL and Celery with `owned`, else SQLite and
-    the LocalExecutor."""
-    quiet_model_config(folder / "models")
-    root = project_snapshot(folder / "project")
-    airflow_port, mlflow_port, serving_port = free_ports(3)
-    production = {}
-    if owned is not None:
-        production = {
-            "airflow_database_url": postgres_url(owned.airflow_db),
-            "mlflow_backend_uri": postgres_url(owned.mlflow_db),
-            "celery": CeleryConfig(
-                broker_url=f"{REDIS_URL}/{owned.redis_db}",
-                result_backend=postgres_url(owned.airflow_db, "db+postgresql+psycopg2"),
-                queue=owned.token, key_prefix=owned.key_prefix, concurrency=2,
-            ),
-        }
-    return StackConfig(root=root, state=folder / "state", dags_folder=root / "dags", models_dir=folder / "models",
-                       airflow_port=airflow_port, mlflow_port=mlflow_port, serving_port=serving_port, **production)
-
-
 @contextmanager
 def running_stack(name: str, folder: Path) -> Iterator[RunningStack]:
     """Topology `name` ("celery" or "local") started in `folder`, healthy; every process stopped and
     everything it owns removed afterwards, whatever happened."""
-    with owned_resources() if name == "celery" else nullcontext() as owned:
-        config = stack_config(folder, owned)
-        for each in (config.airflow_home, config.logs_dir, config.mlflow_dir / "artifacts"):
-            each.mkdir(parents=True, exist_ok=True)
-        env = local_stack.airflow_environment(config, local_stack.load_or_create_secrets(config.secrets_file),
-                                              stack_base_environment())
-        env |= {"GX_ANALYTICS_ENABLED": "False", "MLOPS_SERVING_POLL_SECONDS": "2", **FAULT_SETTINGS}
-        stack = RunningStack(name, Topology(config, env, None, ""))
-
-        def start(service: local_stack.Service) -> None:
-            stack.started[service.name] = local_stack.start_service(service, config, env)
-
-        try:
-            local_stack.start_services(config, env, local_stack.stack_services(config), start, stack.started,
-                                       time.monotonic())
-            password = local_stack.admin_password(config)
-            stack.topology = Topology(config, env, local_stack.AirflowApi(config.airflow_url, "admin", password),
-                                      password)
+    with owned_resources("mlops_chaos") if name == "celery" else nullcontext() as owned:
+        quiet_model_config(folder / "models")
+        stack = RunningStack(name, None)
+        with started_stack(stack_config(folder, owned), stack.started, FAULT_SETTINGS) as topology:
+            stack.topology = topology
             yield stack
-        finally:
-            services = tuple(process for _, process in stack.started.values())
-            record = local_stack.StackRecord(os.getpid(), None, services, {})
-            assert local_stack.stop_stack(config, record), f"processes of the {name} stack were left running"
-            for process, _ in stack.started.values():
-                process.wait(timeout=10)
-            assert local_stack.live_group_members(process.pgid for process in services) == []
-            assert processes_with_airflow_home(config.airflow_home) == []

@@ -19,6 +19,7 @@ import signal
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,28 +82,36 @@ def wait_for_task_process(stack: RunningStack, run_id: str, task_id: str) -> int
     pytest.fail(f"{task_id} of {run_id} did not start within {FAULT_WINDOW_S} s")
 
 
-def wait_for_training_run(stack: RunningStack, run_id: str, task_pid: int) -> None:
-    """Wait until the training task has started its MLflow run (so the fault hits it mid-training)."""
-    registry = mlflow_client(stack)
-    deadline = time.monotonic() + FAULT_WINDOW_S
-    while True:
-        experiment = registry.get_experiment_by_name(MODEL)
-        if experiment and registry.search_runs([experiment.experiment_id], f"tags.airflow_run_id = '{run_id}'"):
-            return
-        if not local_stack.process_alive(task_pid, None) or time.monotonic() > deadline:
-            pytest.fail(f"train_candidate of {run_id} ended before it started its MLflow run")
-        time.sleep(0.2)
-
-
-def mlflow_client(stack: RunningStack):
+@contextmanager
+def mlflow_client(stack: RunningStack) -> Iterator:
+    """An MlflowClient on the stack's MLflow, logged in as the stack's clients are (the production
+    topology's MLflow asks for a login; MLflow's client reads it from the environment at each request)."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=stack.config.mlflow_url, registry_uri=stack.config.mlflow_url)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            if name in stack.topology.env:
+                patch.setenv(name, stack.topology.env[name])
+        yield MlflowClient(tracking_uri=stack.config.mlflow_url, registry_uri=stack.config.mlflow_url)
+
+
+def wait_for_training_run(stack: RunningStack, run_id: str, task_pid: int) -> None:
+    """Wait until the training task has started its MLflow run (so the fault hits it mid-training)."""
+    deadline = time.monotonic() + FAULT_WINDOW_S
+    with mlflow_client(stack) as registry:
+        while True:
+            experiment = registry.get_experiment_by_name(MODEL)
+            if experiment and registry.search_runs([experiment.experiment_id], f"tags.airflow_run_id = '{run_id}'"):
+                return
+            if not local_stack.process_alive(task_pid, None) or time.monotonic() > deadline:
+                pytest.fail(f"train_candidate of {run_id} ended before it started its MLflow run")
+            time.sleep(0.2)
 
 
 def versions_of_run(stack: RunningStack, run_id: str) -> list[str]:
     """Every model version that carries the Airflow run's id (include/core/registry.py tags them)."""
-    found = mlflow_client(stack).search_model_versions(f"name = '{MODEL}' and tags.airflow_run_id = '{run_id}'")
+    with mlflow_client(stack) as registry:
+        found = registry.search_model_versions(f"name = '{MODEL}' and tags.airflow_run_id = '{run_id}'")
     return sorted(version.version for version in found)
 
 
