@@ -9,6 +9,7 @@ broken file never takes down the other models' DAGs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -100,7 +101,64 @@ class FilesSource(_Strict):
         return value
 
 
-Source = Annotated[SyntheticSource | FilesSource, Field(discriminator="kind")]
+_SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+
+
+class SqlSource(_Strict):
+    """Rows of a database table or query, read through an Airflow Connection (`conn_id`).
+
+    Credentials stay in Airflow's connection store or secrets backend: the config names the
+    connection only. `table` selects the rows whose `schema.timestamp_column` falls in the
+    interval [start, end); a `query` gets the interval's bounds bound as the parameters `start`
+    and `end` in the driver's style (`%(start)s` for PostgreSQL). `labels_query` is bound to the
+    day the labels arrived, the same way.
+    """
+
+    kind: Literal["sql"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    table: Annotated[str, Field(pattern=_SQL_NAME)] | None = Field(
+        None, description="A table (or schema.table) with one row per event; or give `query`."
+    )
+    query: str | None = Field(None, description="SELECT … WHERE ts >= %(start)s AND ts < %(end)s")
+    labels_query: str | None = Field(None, description="Labels that arrived in [start, end): entity, target.")
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+    @field_validator("query", "labels_query")
+    @classmethod
+    def _binds_the_interval(cls, value: str | None) -> str | None:
+        if value is not None and not ("start" in value and "end" in value):
+            raise ValueError(
+                "must bind the interval's bounds as the parameters start and end, "
+                "e.g. WHERE ts >= %(start)s AND ts < %(end)s"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table and query")
+        return self
+
+
+class TableSource(_Strict):
+    """One CSV or Parquet file, or a folder or glob of them, holding many days of rows.
+
+    An interval's rows are those whose `schema.timestamp_column` falls in [start, end); Parquet
+    files are filtered by pyarrow (row groups outside the interval are not read). Labels, when
+    the user has them, come the same way from `labels_path`, selected by `labels_timestamp_column`
+    (when each label became known).
+    """
+
+    kind: Literal["table"]
+    path: str = Field(description="File, folder or glob (*.csv, *.parquet); relative paths start at the project root.")
+    labels_path: str | None = Field(None, description="File, folder or glob of labels (entity, label, arrival time).")
+    labels_timestamp_column: str = "label_timestamp"
+    start_date: dt.date
+    end_date: dt.date | None = None
+
+
+Source = Annotated[SyntheticSource | FilesSource | SqlSource | TableSource, Field(discriminator="kind")]
 
 
 # --- schema and target ---------------------------------------------------------------------------
@@ -463,7 +521,7 @@ def _format_validation_error(path: Path, raw: dict, error: ValidationError) -> s
     lines = [f"{path}: invalid model config ({error.error_count()} problem(s))"]
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
-        key = key.replace("synthetic.", "").replace("files.", "")
+        key = re.sub(r"^source\.(?:synthetic|files|sql|table)\b", "source", key)
         value = problem.get("input")
         shown = "missing" if problem["type"] == "missing" else repr(value)
         if isinstance(value, dict) and problem["type"] != "missing":

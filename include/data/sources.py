@@ -5,10 +5,22 @@ without parsing it: a corrupt file must reach validation, which quarantines it w
 rather than fail somewhere upstream with a stack trace. Reading is a separate step
 (`read_batch`), and a file that cannot be parsed raises `UnreadableBatch`.
 
-Two kinds of source (`source.kind` in the model config):
+Four kinds of source (`source.kind` in the model config):
 - `synthetic`: the data world of `include.demo.data_world`, landed as `batch.parquet`.
 - `files`: the user's CSV or Parquet files, one per day, named by `pattern` (e.g.
   `applications_{day}.csv` with the day as YYYY-MM-DD), copied byte for byte keeping their name.
+- `table`: one CSV or Parquet file, or a folder or glob of them, with many days of rows; the
+  interval's rows are selected by the timestamp column and landed as `batch.parquet`.
+- `sql`: a database table or query read through an Airflow Connection; the interval's rows are
+  landed as `batch.parquet`.
+
+`table` and `sql` are read by interval, [start, end) as tz-naive UTC datetimes, so that a source
+is not tied to days; `land_batch` and `arrived_labels` pass the day's bounds. A `table` row whose
+timestamp is missing or does not parse belongs to no interval that can be known: it is landed with
+every interval its file spans (all of them when no timestamp of the file parses), its timestamp
+column as delivered, so validation quarantines the interval with a report and nothing is lost.
+A `sql` source that cannot be read (no such connection, a failing query, columns the schema does
+not name) raises `SqlSourceError` before anything is landed.
 
 Re-landing a day replaces the landed file (an atomic rename), so retries never duplicate a batch.
 """
@@ -16,6 +28,7 @@ Re-landing a day replaces the landed file (an atomic rename), so retries never d
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import re
 import shutil
@@ -26,10 +39,11 @@ import pandas as pd
 import pyarrow as pa
 
 from include.core import settings, storage
-from include.core.config import FilesSource, ModelConfig, Schema
+from include.core.config import FilesSource, ModelConfig, Schema, SqlSource, TableSource
 from include.demo import data_world
 
 SYNTHETIC_BATCH_FILE = "batch.parquet"
+INTERVAL_BATCH_FILE = "batch.parquet"
 
 _TEXT_BYTES = b"\t\n\r" + bytes(range(0x20, 0x100))
 _CONTROL_BYTE = re.compile(rb"[^\t\n\r\x20-\xff]")
@@ -47,18 +61,28 @@ class UnreadableBatch(SourceError):
     """A landed file cannot be parsed as a table (corrupt, empty, not the format its name says)."""
 
 
+class SqlSourceError(SourceError):
+    """A `sql` source cannot deliver: no such connection, a failing query, or columns the schema does not name."""
+
+
 def land_batch(config: ModelConfig, day: dt.date) -> Path:
     """Copy what the source delivered for `day` into the landing store.
 
     Returns:
-        The landed file: `landing/day=…/batch.parquet` for the synthetic source, the user's file
-        name for a files source.
+        The landed file: `landing/day=…/batch.parquet` for the synthetic, table and sql sources,
+        the user's file name for a files source.
 
     Raises:
-        BatchNotArrived: no file at the expected path, or a day outside the synthetic world.
+        BatchNotArrived: no file at the expected path, no row in the day, or a day outside the
+            synthetic world.
+        SqlSourceError: a sql source cannot be read; nothing is landed.
     """
     source = config.source
     folder = storage.landing_dir(config.name, day)
+    if isinstance(source, (SqlSource, TableSource)):
+        start, end = day_bounds(day)
+        rows = sql_rows(config, start, end) if isinstance(source, SqlSource) else table_rows(config, start, end)
+        return storage.write_parquet_atomically(rows, folder / INTERVAL_BATCH_FILE)
     if isinstance(source, FilesSource):
         delivered = _day_file(source.path, source.pattern, day)
         if not delivered.is_file():
@@ -88,9 +112,18 @@ def arrived_labels(config: ModelConfig, day: dt.date) -> pd.DataFrame | None:
 
     Raises:
         UnreadableBatch: the user's label file cannot be parsed or lacks the entity or target column.
+        SqlSourceError: a sql source's labels query cannot be read.
     """
     source = config.source
-    if isinstance(source, FilesSource):
+    if isinstance(source, (SqlSource, TableSource)):
+        start, end = day_bounds(day)
+        if isinstance(source, SqlSource):
+            labels = sql_labels(config, start, end)
+        else:
+            labels = table_labels(config, start, end)
+        if labels is None:
+            return None
+    elif isinstance(source, FilesSource):
         if source.labels_path is None:
             return None
         delivered = _day_file(source.labels_path, source.labels_pattern, day)
@@ -210,4 +243,305 @@ def _user_labels(config: ModelConfig, labels: pd.DataFrame, path: Path, day: dt.
         labels[data_world.LABEL_TIMESTAMP] = pd.Timestamp(day)
     else:
         labels[data_world.LABEL_TIMESTAMP] = _utc_naive(labels[data_world.LABEL_TIMESTAMP])
+    return labels
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The day as the half-open interval [00:00, next day 00:00), tz-naive UTC."""
+    start = dt.datetime.combine(day, dt.time())
+    return start, start + dt.timedelta(days=1)
+
+
+# --- sql source ----------------------------------------------------------------------------------
+
+
+def sql_rows(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """The feature rows a `sql` source holds for [start, end), timestamps as tz-naive UTC.
+
+    `source.table` is read as `SELECT * … WHERE <timestamp column> >= start AND < end` (names
+    double-quoted, bounds bound by the driver); `source.query` gets the bounds as the parameters
+    `start` and `end`.
+
+    Raises:
+        BatchNotArrived: the interval has no rows (yet).
+        SqlSourceError: no such connection, the query failed, or it returned columns the schema
+            does not name; the message names the model, the connection id and the columns.
+    """
+    source, schema = config.source, config.schema
+    hook = _sql_hook(config)
+    if source.table is not None:
+        column, mark = _quoted(schema.timestamp_column), hook.placeholder
+        table = ".".join(_quoted(part) for part in source.table.split("."))
+        sql = f"SELECT * FROM {table} WHERE {column} >= {mark} AND {column} < {mark}"
+        parameters, key = (start, end), "table"
+    else:
+        sql, parameters, key = source.query, {"start": start, "end": end}, "query"
+    rows = _read_sql(config, hook, key, sql, parameters)
+    _refuse_unknown_columns(config, rows, key, list(schema.columns))
+    if rows.empty:
+        raise BatchNotArrived(
+            f"model {config.name!r}: no rows in [{start}, {end}) from source.{key} on connection {source.conn_id!r}"
+        )
+    if schema.timestamp_column in rows:
+        rows[schema.timestamp_column] = _utc_naive(rows[schema.timestamp_column])
+    return rows
+
+
+def sql_labels(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> pd.DataFrame | None:
+    """The labels `source.labels_query` returns for the arrival interval [start, end); None without a query.
+
+    Raises:
+        SqlSourceError: as `sql_rows`, or the labels lack the entity or target column.
+    """
+    source, schema = config.source, config.schema
+    if source.labels_query is None:
+        return None
+    labels = _read_sql(config, _sql_hook(config), "labels_query", source.labels_query, {"start": start, "end": end})
+    expected = [schema.entity_column, config.target.column]
+    _refuse_unknown_columns(
+        config, labels, "labels_query", [*expected, schema.timestamp_column, data_world.LABEL_TIMESTAMP]
+    )
+    missing = [name for name in expected if name not in labels]
+    if missing:
+        raise SqlSourceError(
+            f"model {config.name!r}: source.labels_query on connection {source.conn_id!r} returned no "
+            f"column {missing}; labels need at least {expected}"
+        )
+    return _interval_labels(config, labels, start)
+
+
+def _sql_hook(config: ModelConfig):
+    """The SQL hook of the source's Airflow Connection (imported here: only a sql source needs Airflow)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    conn_id = config.source.conn_id
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise SqlSourceError(
+            f"model {config.name!r}: source.conn_id {conn_id!r} names no Airflow connection; define it "
+            f"(Admin > Connections, `airflow connections add {conn_id} …`, the environment variable "
+            f"AIRFLOW_CONN_{conn_id.upper()}, or a secrets backend)"
+        ) from exc
+    try:
+        hook = connection.get_hook()
+    except Exception as exc:  # noqa: BLE001 - unknown type or a provider that fails to import: say which
+        raise SqlSourceError(
+            f"model {config.name!r}: connection {conn_id!r} (type {connection.conn_type!r}) has no usable "
+            f"hook: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not hasattr(hook, "get_df"):
+        raise SqlSourceError(
+            f"model {config.name!r}: connection {conn_id!r} is of type {connection.conn_type!r}, "
+            "which is no SQL database (its hook cannot run a query)"
+        )
+    return hook
+
+
+def _read_sql(config: ModelConfig, hook, key: str, sql: str, parameters) -> pd.DataFrame:
+    try:
+        return hook.get_df(sql, parameters=parameters)
+    except Exception as exc:  # noqa: BLE001 - each driver raises its own classes; the message is what matters
+        raise SqlSourceError(
+            f"model {config.name!r}: source.{key} on connection {config.source.conn_id!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _refuse_unknown_columns(config: ModelConfig, frame: pd.DataFrame, key: str, known: list[str]) -> None:
+    unknown = [str(name) for name in frame.columns if name not in known]
+    if unknown:
+        raise SqlSourceError(
+            f"model {config.name!r}: source.{key} on connection {config.source.conn_id!r} returned columns "
+            f"the schema does not name: {unknown}; expected only {known}. Select only those columns "
+            "(with source.query), or add them to schema.columns"
+        )
+
+
+def _quoted(name: str) -> str:
+    """A SQL identifier in standard double quotes (MySQL needs ANSI_QUOTES, or `source.query`)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- table source --------------------------------------------------------------------------------
+
+
+def table_rows(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """The feature rows of a `table` source whose timestamp falls in [start, end).
+
+    Rows whose timestamp is missing or not ISO 8601 come along with every interval their file
+    spans, the column then as delivered (text), so validation quarantines the interval.
+
+    Raises:
+        BatchNotArrived: no file at `source.path`, or no row in the interval.
+        UnreadableBatch: a file cannot be parsed; the message names it.
+    """
+    source = config.source
+    files = _table_files(config, source.path, "source.path")
+    rows, _ = _rows_in_interval(files, config.schema, config.schema.timestamp_column, start, end)
+    if rows.empty:
+        raise BatchNotArrived(f"model {config.name!r}: no rows in [{start}, {end}) in {source.path}")
+    return rows
+
+
+def table_labels(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> pd.DataFrame | None:
+    """The labels of a `table` source whose `labels_timestamp_column` falls in [start, end); None without labels.
+
+    Raises:
+        UnreadableBatch: a label file cannot be parsed, lacks the entity or target column, or has
+            arrival times that do not parse (the message names the file and the values).
+    """
+    source, schema = config.source, config.schema
+    if source.labels_path is None:
+        return None
+    column = source.labels_timestamp_column
+    files = _table_files(config, source.labels_path, "source.labels_path", missing_ok=True)
+    labels, unplaceable = _rows_in_interval(files, schema, column, start, end)
+    if unplaceable:
+        raise UnreadableBatch(
+            f"model {config.name!r}: {source.labels_path}: source.labels_timestamp_column {column!r} has "
+            f"values that are not ISO 8601 timestamps: {unplaceable}"
+        )
+    expected = [schema.entity_column, config.target.column]
+    missing = [name for name in expected if name not in labels]
+    if files and missing:
+        raise UnreadableBatch(f"{source.labels_path}: labels lack the columns {missing}; expected at least {expected}")
+    if labels.empty:
+        return None
+    return _interval_labels(config, labels.rename(columns={column: data_world.LABEL_TIMESTAMP}), start)
+
+
+def _table_files(config: ModelConfig, where: str, key: str, *, missing_ok: bool = False) -> list[Path]:
+    """The CSV and Parquet files `where` names: a file, a folder (searched recursively) or a glob."""
+    path = Path(where) if Path(where).is_absolute() else settings.PROJECT_ROOT / where
+    if glob.has_magic(str(path)):
+        found = [Path(name) for name in glob.glob(str(path), recursive=True)]
+    elif path.is_dir():
+        found = [name for name in path.rglob("*") if not name.name.startswith(".")]
+    else:
+        found = [path] if path.is_file() else []
+    files = sorted(name for name in found if name.is_file() and name.suffix.lower() in (".csv", ".parquet"))
+    if not files and not missing_ok:
+        raise BatchNotArrived(f"model {config.name!r}: no .csv or .parquet file at {key} {where} ({path})")
+    return files
+
+
+def _rows_in_interval(
+    files: list[Path], schema: Schema, column: str, start: dt.datetime, end: dt.datetime
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of `files` whose `column` falls in [start, end), and a sample of unplaceable values landed with them.
+
+    Parquet files whose column is a timestamp are filtered by pyarrow (row groups and files
+    outside the interval are skipped by their statistics); the others are read whole and their
+    column parsed as ISO 8601. When unplaceable rows come along, the column is text throughout.
+    """
+    parquet = [path for path in files if path.suffix.lower() == ".parquet"]
+    typed, rest = _split_typed_parquet(parquet, column)
+    parts = [_typed_parquet_rows(typed, column, start, end)] if typed else []
+    unplaceable: list[str] = []
+    for path in rest + [path for path in files if path.suffix.lower() == ".csv"]:
+        part, bad = _file_rows(read_batch(path, schema), column, start, end)
+        parts.append(part)
+        unplaceable += bad
+    parts = [part for part in parts if not part.empty]
+    if not parts:
+        return pd.DataFrame(), unplaceable
+    if unplaceable:
+        parts = [part.assign(**{column: _as_text(part[column])}) if column in part else part for part in parts]
+    rows = pd.concat(parts, ignore_index=True)
+    if not unplaceable and column in rows:
+        rows[column] = _utc_naive(rows[column])
+    return rows, unplaceable[:5]
+
+
+def _split_typed_parquet(files: list[Path], column: str) -> tuple[list[Path], list[Path]]:
+    """Parquet files whose `column` is a timestamp without nulls (filtered by pyarrow), and the others.
+
+    Only the files' footers are read: the column's type and its null counts per row group.
+    """
+    import pyarrow.parquet as pq
+
+    typed, rest = [], []
+    for path in files:
+        try:
+            metadata = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise UnreadableBatch(f"{path}: unreadable parquet file: {type(exc).__name__}: {exc}") from exc
+        schema = metadata.schema.to_arrow_schema()
+        index = schema.get_field_index(column)
+        if index >= 0 and pa.types.is_timestamp(schema.field(index).type) and _no_nulls(metadata, column):
+            typed.append(path)
+        else:
+            rest.append(path)
+    return typed, rest
+
+
+def _no_nulls(metadata, column: str) -> bool:
+    """Whether the footer's statistics show no null in `column` (no statistics: not known, so False)."""
+    for group in range(metadata.num_row_groups):
+        chunks = metadata.row_group(group)
+        for index in range(chunks.num_columns):
+            chunk = chunks.column(index)
+            if chunk.path_in_schema == column:
+                statistics = chunk.statistics
+                if statistics is None or not statistics.has_null_count or statistics.null_count:
+                    return False
+    return True
+
+
+def _typed_parquet_rows(files: list[Path], column: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([pq.read_schema(path) for path in files], promote_options="permissive")
+    kind = schema.field(column).type
+    utc = dt.UTC if kind.tz else None
+    low, high = (pa.scalar(bound.replace(tzinfo=utc), type=kind) for bound in (start, end))
+    dataset = ds.dataset([str(path) for path in files], schema=schema, format="parquet")
+    return dataset.to_table(filter=(ds.field(column) >= low) & (ds.field(column) < high)).to_pandas()
+
+
+def _file_rows(
+    frame: pd.DataFrame, column: str, start: dt.datetime, end: dt.datetime
+) -> tuple[pd.DataFrame, list[str]]:
+    """One file's rows in [start, end); its unplaceable rows too when the interval lies within its span."""
+    if column not in frame:
+        return frame, [f"(no column {column!r})"] if len(frame) else []
+    delivered = frame[column]
+    parsed = _parsed_timestamps(delivered)
+    placeable = parsed.notna()
+    inside = placeable & (parsed >= start) & (parsed < end)
+    if placeable.all():
+        return frame[inside].assign(**{column: parsed[inside]}), []
+    known = parsed[placeable]
+    spans = known.empty or (known.min() < pd.Timestamp(end) and known.max() >= pd.Timestamp(start))
+    if not spans:
+        return frame[inside].assign(**{column: parsed[inside]}), []
+    return frame[inside | ~placeable], [str(value) for value in delivered[~placeable].head(5)]
+
+
+def _parsed_timestamps(values: pd.Series) -> pd.Series:
+    """ISO 8601 timestamps as tz-naive UTC, NaT where a value is missing or does not parse."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
+        return _utc_naive(values)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Timestamps and other values as text, missing values kept missing (a landed column of one type)."""
+    return values.map(lambda value: None if pd.isna(value) else
+                      value.isoformat() if isinstance(value, dt.datetime) else str(value)).astype(object)
+
+
+def _interval_labels(config: ModelConfig, labels: pd.DataFrame, start: dt.datetime) -> pd.DataFrame:
+    """Labels with `label_timestamp` (the interval's start when the source does not say) and timestamps as naive UTC."""
+    labels = labels.copy()
+    if data_world.LABEL_TIMESTAMP not in labels:
+        labels[data_world.LABEL_TIMESTAMP] = pd.Timestamp(start)
+    else:
+        labels[data_world.LABEL_TIMESTAMP] = _utc_naive(labels[data_world.LABEL_TIMESTAMP])
+    if config.schema.timestamp_column in labels:
+        labels[config.schema.timestamp_column] = _utc_naive(labels[config.schema.timestamp_column])
     return labels
