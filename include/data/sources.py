@@ -403,12 +403,12 @@ def table_labels(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> p
             f"model {config.name!r}: {source.labels_path}: source.labels_timestamp_column {column!r} has "
             f"values that are not ISO 8601 timestamps: {unplaceable}"
         )
-    expected = [schema.entity_column, config.target.column]
-    missing = [name for name in expected if name not in labels]
-    if files and missing:
-        raise UnreadableBatch(f"{source.labels_path}: labels lack the columns {missing}; expected at least {expected}")
     if labels.empty:
         return None
+    expected = [schema.entity_column, config.target.column]
+    missing = [name for name in expected if name not in labels]
+    if missing:
+        raise UnreadableBatch(f"{source.labels_path}: labels lack the columns {missing}; expected at least {expected}")
     return _interval_labels(config, labels.rename(columns={column: data_world.LABEL_TIMESTAMP}), start)
 
 
