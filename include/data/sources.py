@@ -437,7 +437,7 @@ def _rows_in_interval(
     column parsed as ISO 8601. When unplaceable rows come along, the column is text throughout.
     """
     parquet = [path for path in files if path.suffix.lower() == ".parquet"]
-    typed, rest = _split_typed_parquet(parquet, column)
+    typed, rest = _split_typed_parquet(parquet, column, start, end)
     parts = [_typed_parquet_rows(typed, column, start, end)] if typed else []
     unplaceable: list[str] = []
     for path in rest + [path for path in files if path.suffix.lower() == ".csv"]:
@@ -455,14 +455,18 @@ def _rows_in_interval(
     return rows, unplaceable[:5]
 
 
-def _split_typed_parquet(files: list[Path], column: str) -> tuple[list[Path], list[Path]]:
-    """Parquet files whose `column` is a timestamp without nulls (filtered by pyarrow), and the others.
+def _split_typed_parquet(
+    files: list[Path], column: str, start: dt.datetime, end: dt.datetime
+) -> tuple[dict[Path, pa.Schema], list[Path]]:
+    """Parquet files to filter with pyarrow, with their schemas, and the files to read whole.
 
-    Only the files' footers are read: the column's type and its null counts per row group.
+    Only the files' footers are read. A file whose `column` is a timestamp without nulls is
+    filtered by pyarrow, and left out when its statistics show no row in [start, end); the
+    others (a text column, nulls, no such column) are read whole and parsed.
     """
     import pyarrow.parquet as pq
 
-    typed, rest = [], []
+    typed, rest = {}, []
     for path in files:
         try:
             metadata = pq.read_metadata(path)
@@ -470,31 +474,49 @@ def _split_typed_parquet(files: list[Path], column: str) -> tuple[list[Path], li
             raise UnreadableBatch(f"{path}: unreadable parquet file: {type(exc).__name__}: {exc}") from exc
         schema = metadata.schema.to_arrow_schema()
         index = schema.get_field_index(column)
-        if index >= 0 and pa.types.is_timestamp(schema.field(index).type) and _no_nulls(metadata, column):
-            typed.append(path)
-        else:
+        if index < 0 or not pa.types.is_timestamp(schema.field(index).type):
             rest.append(path)
+            continue
+        statistics = _column_statistics(metadata, column)
+        if any(chunk is None or not chunk.has_null_count or chunk.null_count for chunk in statistics):
+            rest.append(path)
+        elif _may_hold(statistics, start, end):
+            typed[path] = schema
     return typed, rest
 
 
-def _no_nulls(metadata, column: str) -> bool:
-    """Whether the footer's statistics show no null in `column` (no statistics: not known, so False)."""
+def _column_statistics(metadata, column: str) -> list:
+    """The statistics of `column` in each row group (None where the writer kept none)."""
+    found = []
     for group in range(metadata.num_row_groups):
         chunks = metadata.row_group(group)
         for index in range(chunks.num_columns):
-            chunk = chunks.column(index)
-            if chunk.path_in_schema == column:
-                statistics = chunk.statistics
-                if statistics is None or not statistics.has_null_count or statistics.null_count:
-                    return False
-    return True
+            if chunks.column(index).path_in_schema == column:
+                found.append(chunks.column(index).statistics)
+    return found
 
 
-def _typed_parquet_rows(files: list[Path], column: str, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+def _may_hold(statistics: list, start: dt.datetime, end: dt.datetime) -> bool:
+    """Whether some row group may hold a timestamp in [start, end) (no min/max: it may)."""
+    for chunk in statistics:
+        if not chunk.has_min_max:
+            return True
+        low, high = (_naive_utc(pd.Timestamp(value)) for value in (chunk.min, chunk.max))
+        if low < pd.Timestamp(end) and high >= pd.Timestamp(start):
+            return True
+    return False
+
+
+def _naive_utc(value: pd.Timestamp) -> pd.Timestamp:
+    return value.tz_convert("UTC").tz_localize(None) if value.tzinfo else value
+
+
+def _typed_parquet_rows(
+    files: dict[Path, pa.Schema], column: str, start: dt.datetime, end: dt.datetime
+) -> pd.DataFrame:
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
-    schema = pa.unify_schemas([pq.read_schema(path) for path in files], promote_options="permissive")
+    schema = pa.unify_schemas(list(files.values()), promote_options="permissive")
     kind = schema.field(column).type
     utc = dt.UTC if kind.tz else None
     low, high = (pa.scalar(bound.replace(tzinfo=utc), type=kind) for bound in (start, end))
