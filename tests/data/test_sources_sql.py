@@ -213,3 +213,37 @@ def test_the_ingestion_dag_curates_a_day_of_a_sql_source(airflow_db, state_dir, 
     assert dag_run.state == "success", {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert storage.curated_days("credit_default") == [DAY]
     assert len(storage.read_curated("credit_default", DAY, DAY)) == demo_config.source.rows_per_day
+
+
+def test_the_worked_example_curates_a_day_and_its_labels(state_dir, database):
+    example = load_model_config(settings.PROJECT_ROOT / "docs" / "examples" / "loans_sql.yaml")
+    suffix = uuid.uuid4().hex[:12]
+    applications, outcomes = f"applications_{suffix}", f"outcomes_{suffix}"
+    source = example.source.model_copy(update={
+        "conn_id": CONN_ID,
+        "query": example.source.query.replace("FROM applications", f'FROM "{applications}"'),
+        "labels_query": example.source.labels_query.replace("FROM outcomes", f'FROM "{outcomes}"'),
+    })
+    config = example.model_copy(update={"source": source})
+    submitted = pd.date_range("2024-03-01", periods=96, freq="90min")
+    frame = pd.DataFrame({
+        "application_id": [f"a{number}" for number in range(96)],
+        "submitted_at": submitted,
+        "amount": [1000.0 + number for number in range(96)],
+        "purpose": ["car", "home improvement", "studies €"] * 32,
+    })
+    frame.to_sql(applications, database, index=False)
+    frame[["application_id"]].assign(defaulted=[0, 1] * 48, decided_at=submitted + pd.Timedelta(days=7)).to_sql(
+        outcomes, database, index=False
+    )
+    try:
+        published = curate(config, dt.date(2024, 3, 2))
+        labels = ingestion.land_labels(config, dt.date(2024, 3, 9), data_docs=False)
+    finally:
+        with database.begin() as connection:
+            connection.exec_driver_sql(f'DROP TABLE "{applications}", "{outcomes}"')
+
+    curated = storage.read_curated("loans_sql", dt.date(2024, 3, 2), dt.date(2024, 3, 2))
+    assert published["rows"] == labels["rows"] == 16
+    assert set(curated["purpose"]) == {"car", "home improvement", "studies €"}
+    assert pd.read_parquet(labels["labels_uri"])["label_timestamp"].dt.date.eq(dt.date(2024, 3, 9)).all()

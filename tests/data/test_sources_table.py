@@ -200,3 +200,31 @@ def test_a_table_source_without_a_path_names_the_file_and_the_key(tmp_path):
 
     with pytest.raises(ConfigError, match="key 'source.path': got missing"):
         load_model_config(path)
+
+
+def test_the_worked_example_curates_a_day_of_its_parquet_folder(state_dir, incoming):
+    example = load_model_config(settings.PROJECT_ROOT / "docs" / "examples" / "loans_table.yaml")
+    config = example.model_copy(update={"source": example.source.model_copy(
+        update={"path": str(incoming / "applications"), "labels_path": str(incoming / "outcomes.csv")}
+    )})
+    submitted = pd.date_range("2024-03-01", periods=96, freq="90min")
+    applications = pd.DataFrame({
+        "application_id": [f"a{number}" for number in range(96)],
+        "submitted_at": submitted,
+        "amount": [1000.0 + number for number in range(96)],
+        "purpose": ["car", "home improvement", "studies €"] * 32,
+    })
+    (incoming / "applications" / "2024-03").mkdir(parents=True)
+    applications.to_parquet(incoming / "applications" / "2024-03" / "export.parquet", index=False)
+    outcomes = applications[["application_id"]].assign(
+        defaulted=[0, 1] * 48, decided_at=(submitted + pd.Timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    outcomes.to_csv(incoming / "outcomes.csv", index=False)
+
+    published = curate(config, dt.date(2024, 3, 2))
+    labels = ingestion.land_labels(config, dt.date(2024, 3, 9), data_docs=False)
+
+    curated = storage.read_curated("loans_table", dt.date(2024, 3, 2), dt.date(2024, 3, 2))
+    assert published["rows"] == labels["rows"] == 16
+    assert set(curated["purpose"]) == {"car", "home improvement", "studies €"}
+    assert curated["submitted_at"].dt.date.eq(dt.date(2024, 3, 2)).all()
