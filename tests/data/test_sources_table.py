@@ -80,13 +80,14 @@ def test_a_folder_of_parquet_files_is_cut_into_days_by_the_timestamp_column(
     assert ODD_REGION in set(curated_rows(DAY)["region"])
 
 
-def test_timezone_aware_parquet_timestamps_are_selected_by_their_utc_day(state_dir, config, applications, incoming):
-    shifted = applications.assign(
-        event_timestamp=applications["event_timestamp"].dt.tz_localize("UTC").dt.tz_convert("Europe/Berlin")
-    )
-    shifted.to_parquet(incoming / "applications.parquet", index=False)
+def test_timezone_aware_parquet_and_csv_in_one_folder_are_selected_by_their_utc_day(
+    state_dir, config, applications, incoming
+):
+    berlin = applications["event_timestamp"].dt.tz_localize("UTC").dt.tz_convert("Europe/Berlin")
+    applications.assign(event_timestamp=berlin).iloc[:1500].to_parquet(incoming / "first.parquet", index=False)
+    applications.iloc[1500:].to_csv(incoming / "rest.csv", index=False)
 
-    curate(table_config(config, incoming / "applications.parquet"), DAY)
+    curate(table_config(config, incoming), DAY)
 
     assert set(curated_rows(DAY)["application_id"]) == set(of_day(applications, DAY)["application_id"])
 
