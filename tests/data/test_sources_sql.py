@@ -1,8 +1,8 @@
 """A `sql` source: the day's rows of a PostgreSQL table or query, read through an Airflow Connection.
 
 Each test creates uniquely named tables in the machine's PostgreSQL (127.0.0.1:5432, database
-`test`, trust auth), reaches them through a connection defined as `AIRFLOW_CONN_<ID>`, and drops
-them afterwards.
+`test`, created when missing, trust auth; CI runs it as a service), reaches them through a
+connection defined as `AIRFLOW_CONN_<ID>`, and drops them afterwards.
 """
 
 import datetime as dt
@@ -23,16 +23,28 @@ CONN_ID = "loans_test"
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def create_test_database() -> None:
+    """Create the database `test` when the server lacks it (CI's PostgreSQL service starts with `postgres` only)."""
+    import psycopg2
+
+    connection = psycopg2.connect(DATABASE_URL.rsplit("/", 1)[0] + "/postgres", connect_timeout=5)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = 'test'")
+            if cursor.fetchone() is None:
+                cursor.execute("CREATE DATABASE test")
+    finally:
+        connection.close()
+
+
 @pytest.fixture
 def database(monkeypatch: pytest.MonkeyPatch):
     """A SQLAlchemy engine on the test database, and the Airflow Connection `loans_test` pointing at it."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import sqlalchemy
+
+    create_test_database()
     engine = sqlalchemy.create_engine(DATABASE_URL.replace("postgresql://", "postgresql+psycopg2://"))
-    try:
-        with engine.connect():
-            pass
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {DATABASE_URL}: {exc}")
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", DATABASE_URL)
     yield engine
     engine.dispose()
