@@ -10,7 +10,8 @@ PostgreSQL at 127.0.0.1:5432 answers). For each, the time to select one day in t
 - source: `include.data.sources.table_rows` / `sql_rows` (pyarrow's filter skips row groups and
   files outside the day; the SQL source goes through the Airflow Connection and its hook).
 
-Best of 3 wall and CPU seconds each; the ratio is source / baseline in the same run.
+Best of 3 wall and CPU seconds each; the ratios are source / baseline in the same run (CPU is
+the steadier one on a busy machine).
 
     .venv/bin/python bench/bench_sources.py                  # 600 days x 170 rows (about 100k rows)
     .venv/bin/python bench/bench_sources.py --days 365 --rows 1000
@@ -105,11 +106,11 @@ def main() -> None:
         results += sql_results(demo, frame, first, start, end)
 
     print(f"{'source':<30} {'baseline wall s':>15} {'cpu s':>7} {'source wall s':>14} {'cpu s':>7} "
-          f"{'rows':>6} {'wall ratio':>10}")
+          f"{'rows':>6} {'wall ratio':>10} {'cpu ratio':>9}")
     for name, (base_wall, base_cpu, base_rows), (wall, cpu, rows) in results:
         assert rows == base_rows, (name, rows, base_rows)
         print(f"{name:<30} {base_wall:>15.3f} {base_cpu:>7.3f} {wall:>14.3f} {cpu:>7.3f} {rows:>6} "
-              f"{wall / base_wall:>10.2f}")
+              f"{wall / base_wall:>10.2f} {cpu / base_cpu:>9.2f}")
 
 
 def sql_results(demo, frame: pd.DataFrame, first, start, end) -> list:
