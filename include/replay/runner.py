@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.core import settings
-from include.core.config import FilesSource, ModelConfig, load_model_config
+from include.core.config import FilesSource, ModelConfig, SyntheticSource, load_model_config
 from include.replay.policies import RetrainingPolicy, resolve
 
 if TYPE_CHECKING:
@@ -101,8 +101,11 @@ def model_config(model: str) -> ModelConfig:
     return load_model_config(path)
 
 
-def source_days(config: ModelConfig) -> tuple[dt.date, dt.date]:
-    """The first and last day the model's source delivers (a `files` source: its newest day's file)."""
+def source_days(config: ModelConfig) -> tuple[dt.date, dt.date | None]:
+    """The first and last day the model's source delivers (a `files` source: its newest day's file).
+
+    The last day is None for a `table` or `sql` source without `end_date`: their data grows in place.
+    """
     from include.data import sources
 
     source = config.source
@@ -134,7 +137,11 @@ def plan_days(config: ModelConfig, start: dt.date | None, end: dt.date | None) -
             and one day served.
     """
     first, last = source_days(config)
+    if last is None and end is None:
+        raise ReplayError(f"{config.name}: its {config.source.kind} source has no end_date: name the last day "
+                          "to replay with END=YYYY-MM-DD")
     start, end = start or first, end or last
+    last = last or end
     if start < first or end > last:
         raise ReplayError(f"START..END {start}..{end} is outside the days {config.name}'s source delivers "
                           f"({first}..{last})")
@@ -238,8 +245,8 @@ def replay(
 
 
 def ground_truth(config: ModelConfig) -> list | None:
-    """The scenarios of a synthetic source (when the world changed, by construction); None for user files."""
-    return None if isinstance(config.source, FilesSource) else list(config.source.scenarios)
+    """The scenarios of a synthetic source (when the world changed, by construction); None for user data."""
+    return list(config.source.scenarios) if isinstance(config.source, SyntheticSource) else None
 
 
 def machine() -> str:

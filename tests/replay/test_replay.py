@@ -19,7 +19,7 @@ import yaml
 from include.core import settings
 from include.core.config import ConfigError, load_model_config
 from include.demo import data_world
-from include.replay import policies
+from include.replay import policies, runner
 from include.replay.__main__ import main as replay_cli
 from include.replay.runner import replay
 
@@ -261,3 +261,16 @@ def test_a_files_source_replays_the_same_and_says_it_has_no_ground_truth(tmp_pat
     assert rows["day"].iloc[-1] == (first + dt.timedelta(days=WINDOW_DAYS + 5)).isoformat()
     assert rows["realized_metric"].notna().all(), "the labels arriving after the last day are landed too"
     assert list(scratch.iterdir()) == [] and not (done.folder / "state").exists(), "the throw-away state is removed"
+
+
+def test_a_table_source_without_an_end_date_needs_end_and_has_no_ground_truth(tmp_path):
+    """Data that grows in place has no last day of its own: the replay asks for END instead of crashing."""
+    path = short_config(tmp_path, source={"kind": "table", "path": str(tmp_path / "applications"),
+                                          "start_date": "2026-01-01"})
+    config = load_model_config(path)
+
+    with pytest.raises(runner.ReplayError, match="END=YYYY-MM-DD"):
+        runner.plan_days(config, None, None)
+    start, end, _ = runner.plan_days(config, None, dt.date(2026, 4, 1))
+    assert (start, end) == (dt.date(2026, 1, 1), dt.date(2026, 4, 1))
+    assert runner.ground_truth(config) is None
