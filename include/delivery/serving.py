@@ -778,7 +778,7 @@ class PredictionService:
         """Why each model that was served is no longer: for the 404 of a request that names it."""
         self._configs_lock = threading.Lock()
         self._folder_listing: tuple | None = None
-        self._last_config_check = -math.inf
+        self._last_request_check = -math.inf
         self.read_configs_if_changed()
         self.tracking_uri = tracking_uri
         self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds,
@@ -806,7 +806,6 @@ class PredictionService:
     def read_configs_if_changed(self) -> bool:
         """Read the models folder again if its listing changed since the last read; whether it did."""
         with self._configs_lock:
-            self._last_config_check = time.monotonic()
             listing = _listing(self.models_dir)
             if listing == self._folder_listing:
                 return False
@@ -851,14 +850,17 @@ class PredictionService:
         self.config_errors = errors
         self.slots.replace(slots)
 
-    def slot(self, model: str) -> ModelSlot:
-        """The slot of `model`; a name the service does not know makes it look at the models folder first.
+    def slot(self, model: str, always_look: bool = False) -> ModelSlot:
+        """The slot of `model`; a name the service does not know makes it look at the models folder
+        first, if it has not looked for a request in the last `CONFIG_CHECK_SECONDS` (or `always_look`).
 
         Raises:
             RequestRejected: 404 naming the model, and why it is no longer served if it was.
         """
         slot = self.slots.get(model)
-        if slot is None and time.monotonic() - self._last_config_check >= CONFIG_CHECK_SECONDS:
+        now = time.monotonic()
+        if slot is None and (always_look or now - self._last_request_check >= CONFIG_CHECK_SECONDS):
+            self._last_request_check = now
             if self.read_configs_if_changed():
                 slot = self.slots.get(model)
                 if slot is not None:
@@ -1147,11 +1149,12 @@ def create_app(
         dependencies=[Depends(require_admin)],
     )
     def reload(model: str) -> dict[str, Any]:
-        """Read the alias and load its version now, even if it is the one served.
+        """Read the alias and load its version now, even if it is the one served (and, for a model
+        the service does not know, read the models folder first).
 
         502 when the version cannot be loaded (the previous one keeps serving).
         """
-        slot = service.slot(model)
+        slot = service.slot(model, always_look=True)
         error = service.follower.refresh(slot, force=True)
         if error:
             raise RequestRejected(502, "reload_failed", error)
