@@ -564,8 +564,8 @@ class ModelSlots(Mapping[str, ModelSlot]):
     without a lock, and the event loop never waits for the thread that re-reads the folder.
     """
 
-    def __init__(self, slots: dict[str, ModelSlot] | None = None) -> None:
-        self._current: dict[str, ModelSlot] = dict(slots or {})
+    def __init__(self) -> None:
+        self._current: dict[str, ModelSlot] = {}
 
     def __getitem__(self, name: str) -> ModelSlot:
         return self._current[name]
@@ -897,7 +897,8 @@ class PredictionService:
                 if slot is not None:
                     self.follower.wake()
         if slot is None:
-            why = f" ({self.removed[model]})" if model in self.removed else ""
+            removed = self.removed.get(model)
+            why = f" ({removed})" if removed else ""
             raise RequestRejected(
                 404, "unknown_model", f"no model named {model!r} is served{why}; served models: {sorted(self.slots)}"
             )

@@ -98,6 +98,10 @@ def test_a_model_config_copied_in_while_the_service_runs_is_served_without_a_res
     assert service.predict([record(demo_config)]).json()["version"] == "1"
     health = service.http.get("/health").json()
     assert set(health["models"]) == {MODEL, ADDED} and health["status"] == "ok"
+    api = service.http.get("/openapi.json").json()
+    body = api["paths"]["/models/{model}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [schema["title"] for schema in body["properties"]["records"]["items"]["oneOf"]] == [
+        f"{MODEL} record", f"{ADDED} record"]
 
 
 def test_a_deployments_reload_serves_a_model_whose_config_just_arrived_at_once(
