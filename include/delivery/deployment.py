@@ -397,7 +397,9 @@ def check_served_version(config: ModelConfig, version: str, serving_url: str, ad
         The smoke test's figures ({"records", "max_abs_error", "version"}).
 
     Raises:
-        service_checks.ServiceCheckFailed: it does not serve the version, or answers wrongly.
+        service_checks.ServiceCheckFailed: it does not serve the version (or does not know the model:
+            the message names the models it serves and the folder it reads the configs from), or
+            answers wrongly.
         DeploymentRefused: the version has no golden examples.
     """
     from include.delivery import service_checks

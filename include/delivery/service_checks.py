@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 import httpx
@@ -43,9 +44,41 @@ def served_version(base_url: str, model: str, timeout: float = 5.0) -> str | Non
         response = httpx.get(model_url(base_url, model), timeout=timeout)
     except httpx.HTTPError as exc:
         raise ServiceCheckFailed(f"the prediction service at {base_url} is unreachable: {exc}") from exc
+    if _is_unknown_model(response):
+        raise ServiceCheckFailed(unknown_model_problem(base_url, model))
     if response.status_code != 200:
         raise ServiceCheckFailed(f"GET {model_url(base_url, model)} answered {response.status_code}: {response.text}")
     return response.json().get("version")
+
+
+def _is_unknown_model(response: httpx.Response) -> bool:
+    if response.status_code != 404:
+        return False
+    try:
+        return response.json().get("error") == "unknown_model"
+    except ValueError:
+        return False
+
+
+def unknown_model_problem(base_url: str, model: str) -> str:
+    """Why the service answers 404 for `model`, from its `/health`: the models it serves, the folder it
+    reads the configs from, and the error of the model's config file if it has one there."""
+    try:
+        health = httpx.get(f"{base_url.rstrip('/')}/health", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        health = {}
+    served = ", ".join(sorted(health.get("models") or {})) or "no model"
+    problem = f"the prediction service at {base_url} does not know the model {model!r} (it serves: {served})"
+    folder = health.get("models_dir")
+    if folder is None:
+        return (f"{problem}; this service reads the model configs only when it starts (it does not report "
+                f"its models folder): restart it")
+    broken = [error for source, error in (health.get("config_errors") or {}).items()
+              if source == model or PurePath(source).stem == model]
+    if broken:
+        return f"{problem}; its config in {folder} does not load: {broken[0]}"
+    return (f"{problem}; it reads the model configs in {folder}, where it finds no {model}.yaml: put the "
+            "config there (the service picks it up while it runs)")
 
 
 def request_reload(base_url: str, model: str, admin_token: str, timeout: float = 120.0) -> dict:
@@ -86,7 +119,8 @@ def wait_until_serving(
 
     Raises:
         ServiceCheckFailed: not serving it within `timeout` seconds (saying what it serves and
-            the service's last error), or the service is unreachable that long.
+            the service's last error, or that it does not know the model:
+            `unknown_model_problem`), or the service is unreachable that long.
     """
     if admin_token:
         try:
@@ -96,14 +130,17 @@ def wait_until_serving(
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     problem = ""
+    unknown = False
     while True:
         try:
             response = httpx.get(model_url(base_url, model), timeout=5)
-            last, problem = response.json(), ""
+            last, problem, unknown = response.json(), "", _is_unknown_model(response)
             if response.status_code == 200 and last.get("version") == (None if version is None else str(version)):
                 return last
         except (httpx.HTTPError, ValueError) as exc:
-            problem = f"unreachable: {exc}"
+            problem, unknown = f"unreachable: {exc}", False
+        if time.monotonic() > deadline and unknown:
+            raise ServiceCheckFailed(f"{unknown_model_problem(base_url, model)} (waited {timeout:.0f} s)")
         if time.monotonic() > deadline:
             serving = problem or f"it serves version {last.get('version')} (last error: {last.get('last_error')})"
             wanted = f"version {version}" if version is not None else "no version"

@@ -17,7 +17,7 @@ cannot grow the number of series by inventing names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,7 +35,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class _ServiceState(Collector):
     """Reads the service's state at each scrape: served versions, readiness, the prediction log."""
 
-    def __init__(self, slots: dict[str, ModelSlot], log: Callable[[], PredictionLogWriter | None]):
+    def __init__(self, slots: Mapping[str, ModelSlot], log: Callable[[], PredictionLogWriter | None]):
         self.slots = slots
         self.log = log
 
@@ -67,8 +67,8 @@ class ServiceMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, slots: dict[str, ModelSlot], log: Callable[[], PredictionLogWriter | None]):
-        self.models = set(slots)
+    def __init__(self, slots: Mapping[str, ModelSlot], log: Callable[[], PredictionLogWriter | None]):
+        self.models = slots  # live: the service adds and removes models while it runs
         self.registry = CollectorRegistry()
         self.requests = Counter("mlops_prediction_requests", "Predict requests by model and HTTP status",
                                 ["model", "status"], registry=self.registry)

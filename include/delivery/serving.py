@@ -12,7 +12,8 @@ Endpoints (also described in the OpenAPI page, `/docs`):
                                        "predictions": [{"probability": 0.12, "label": 0}, ...]}
     GET  /health                   200 while the service is up; "ok", or "degraded" with its `problems`
                                    (a model not ready or failing to load, a config error, a failing
-                                   prediction log); per model: ready, version, last_error
+                                   prediction log); per model: ready, version, last_error; the
+                                   `config_errors` by file and the `models_dir` the configs are read from
     GET  /models/{model}           the served version: name, alias, version, run id, loaded_at, ...
     GET  /metrics                  Prometheus' text format (`include.delivery.service_metrics`)
     POST /models/{model}/reload    read the alias and load its version now; needs
@@ -33,6 +34,16 @@ A caller's `X-Request-ID` header is used as the request id (otherwise one is mad
 The deployment's smoke and load tests send ids starting `service-check-` and the admin token
 (`Authorization: Bearer …`); only such requests are logged as `service_check`, which monitoring
 leaves out. The id without the token is logged and monitored as any prediction.
+
+Model configs come and go while the service runs: the models folder (`MLOPS_MODELS_DIR`) is read
+again when its listing changes (file names, sizes, modification times), checked before each round
+of the alias poll below and when a request names a model the service does not know (at most once a
+second). A new config's model is served once its `champion` is loaded, at the next round (or at once
+by the reload endpoint); a removed config's model gets 404 naming it and saying its config is gone.
+A config file that fails to load is reported in `/health` and leaves the other models alone; when it
+was valid before, its model keeps serving with the last valid config. When a served model's config
+changes, requests are checked against the new config at once and the champion is loaded again
+against it (the loaded version keeps serving if that fails).
 
 Following the alias: a background thread asks the registry every `poll_seconds` (default 5, or
 `MLOPS_SERVING_POLL_SECONDS`) which version holds `champion`. When it changes, the thread loads the
@@ -68,7 +79,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +91,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from include.core import settings
-from include.core.config import Column, ModelConfig, discover_model_configs
+from include.core.config import Column, ConfigError, DiscoveredConfigs, ModelConfig, load_model_config
 from include.core.registry import CHAMPION
 from include.delivery.prediction_log import (
     LOG_COLUMNS,
@@ -514,6 +525,8 @@ class ModelSlot:
     failed_version: str | None = None
     failed_error: str | None = None
     failed_at: float = 0.0
+    reload_due: bool = False
+    """The config changed while a version was served: load the champion again against the new config."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def status(self) -> dict[str, Any]:
@@ -542,22 +555,60 @@ class ModelSlot:
                 f"has the alias {CHAMPION!r} yet")
 
 
+class ModelSlots(Mapping[str, ModelSlot]):
+    """The configured models by name, read by requests, the follower and `/metrics` while the
+    models folder is re-read.
+
+    A change builds a new dict and swaps it in with one assignment; nobody mutates a dict once it is
+    in, so a reader iterating over `items()` or `values()` walks one consistent set of models
+    without a lock, and the event loop never waits for the thread that re-reads the folder.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, ModelSlot] = {}
+
+    def __getitem__(self, name: str) -> ModelSlot:
+        return self._current[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current)
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def keys(self) -> KeysView[str]:
+        return self._current.keys()
+
+    def items(self) -> ItemsView[str, ModelSlot]:
+        return self._current.items()
+
+    def values(self) -> ValuesView[ModelSlot]:
+        return self._current.values()
+
+    def replace(self, slots: dict[str, ModelSlot]) -> None:
+        self._current = slots
+
+
 class ChampionFollower:
     """Keeps each slot serving the version its `champion` alias points to.
 
-    A daemon thread checks every model at start and then every `poll_seconds`. A version that
-    failed to load is not retried before `retry_failed_seconds` (a reload forces it).
+    A daemon thread checks every model at start and then every `poll_seconds`, or at once when
+    woken (a model config appeared). Before each round it calls `before_round` (the service
+    re-reads the models folder there). A version that failed to load is not retried before
+    `retry_failed_seconds` (a reload forces it).
     """
 
     def __init__(
-        self, slots: dict[str, ModelSlot], tracking_uri: str, poll_seconds: float,
-        retry_failed_seconds: float = 60.0,
+        self, slots: Mapping[str, ModelSlot], tracking_uri: str, poll_seconds: float,
+        retry_failed_seconds: float = 60.0, before_round: Callable[[], None] | None = None,
     ) -> None:
         self.slots = slots
         self.tracking_uri = tracking_uri
         self.poll_seconds = poll_seconds
         self.retry_failed_seconds = retry_failed_seconds
+        self.before_round = before_round
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: MlflowClient | None = None
 
@@ -580,8 +631,13 @@ class ChampionFollower:
         process that does not wait for it still exits.
         """
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Start the next round now instead of at the end of the poll interval."""
+        self._wake.set()
 
     def refresh(self, slot: ModelSlot, force: bool = False) -> str | None:
         """Read the alias and load its version if it is not the one served (always, when `force`).
@@ -614,7 +670,7 @@ class ChampionFollower:
             version = str(model_version.version)
             slot.champion_version = version
             slot.last_checked_at = dt.datetime.now(dt.UTC)
-            if served is not None and served.version == version and not force:
+            if served is not None and served.version == version and not force and not slot.reload_due:
                 slot.last_error = slot.failed_version = None
                 return None
             recently_failed = time.monotonic() - slot.failed_at < self.retry_failed_seconds
@@ -624,6 +680,7 @@ class ChampionFollower:
             try:
                 example = slot.validator.frame([slot.validator.example_record])
                 slot.served = load_model_version(slot.config, model_version, self.tracking_uri, example)
+                slot.reload_due = False
             except ModelLoadError as exc:
                 slot.last_error = slot.failed_error = f"champion {exc}; {still}"
                 slot.failed_version, slot.failed_at = version, time.monotonic()
@@ -649,40 +706,92 @@ class ChampionFollower:
         return CHAMPION not in registered.aliases
 
     def _follow(self) -> None:
-        while True:
+        while not self._stop.is_set():
+            self._wake.clear()
+            if self.before_round is not None:
+                try:
+                    self.before_round()
+                except Exception:
+                    logger.exception("reading the model configs failed")
             for slot in self.slots.values():
                 try:
                     self.refresh(slot)
                 except Exception:
                     logger.exception("model %s: checking the champion failed", slot.config.name)
-            if self._stop.wait(self.poll_seconds):
-                return
+            self._wake.wait(self.poll_seconds)
 
 
 # --- the service and its HTTP app ----------------------------------------------------------------
 
 
+CONFIG_CHECK_SECONDS = 1.0
+"""The shortest time between two looks at the models folder prompted by requests for unknown models."""
+
+
+FileStamp = tuple[int, int]
+"""A file's size and modification time in ns: when either changes, the file is read again."""
+
+
+def _listing(folder: Path) -> dict[str, FileStamp] | None:
+    """The model config files (`*.yaml`) of `folder` by name, with their stamps; None without the folder.
+
+    One directory scan: about 0.5 ms for 50 files on a busy 2-core machine, cheap enough before every
+    round of the follower.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found = {}
+    for entry in entries:
+        if entry.name.endswith(".yaml"):
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue
+            found[entry.name] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def _slot(config: ModelConfig, previous: ModelSlot | None) -> ModelSlot:
+    """A new slot for `config`; when its model was served under an earlier config, that version keeps
+    serving until the champion is loaded again against the new config (`reload_due`)."""
+    slot = ModelSlot(config=config, validator=RecordValidator(config))
+    if previous is not None and previous.served is not None:
+        slot.served, slot.champion_version = previous.served, previous.champion_version
+        slot.last_checked_at, slot.reload_due = previous.last_checked_at, True
+    return slot
+
+
 class PredictionService:
-    """The models, their follower and the prediction log of one serving process."""
+    """The models, their follower and the prediction log of one serving process.
+
+    The models folder is read at start and again whenever its listing changes (a file added,
+    removed or rewritten: names, sizes and modification times), looked at before each round of the
+    follower and, at most every `CONFIG_CHECK_SECONDS`, when a request names a model the service
+    does not know. So a model config added while the service runs is served from its next round,
+    and a removed one stops being served (404 naming it). A file that fails to load is reported in
+    `/health` and changes nothing else: the other models are untouched, and a model whose file
+    was valid before keeps serving with its last valid config.
+    """
 
     def __init__(
         self, models_dir: Path | None, tracking_uri: str, poll_seconds: float,
         data_dir: Path | None, log_flush_seconds: float,
     ) -> None:
-        discovered = discover_model_configs(models_dir)
-        self.config_errors = {str(path): str(error) for path, error in discovered.errors.items()}
-        self.slots: dict[str, ModelSlot] = {}
-        for name, config in discovered.valid.items():
-            clashes = sorted(set(config.schema.columns) & set(LOG_COLUMNS))
-            if clashes:
-                self.config_errors[name] = (
-                    f"model {name!r} is not served: schema columns {clashes} clash with the prediction "
-                    f"log's own columns {list(LOG_COLUMNS)}; rename them"
-                )
-            else:
-                self.slots[name] = ModelSlot(config=config, validator=RecordValidator(config))
+        self.models_dir = models_dir or settings.models_dir()
+        self.slots = ModelSlots()
+        self.config_errors: dict[str, str] = {}
+        self.removed: dict[str, str] = {}
+        """Why each model that was served is no longer: for the 404 of a request that names it."""
+        self._configs_lock = threading.Lock()
+        self._folder_listing: dict[str, FileStamp] | None = None
+        self._files: dict[str, tuple[FileStamp, ModelConfig | ConfigError]] = {}
+        self._last_request_check = -math.inf
+        self.read_configs_if_changed()
         self.tracking_uri = tracking_uri
-        self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds)
+        self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds,
+                                         before_round=self.read_configs_if_changed)
         self.data_dir = data_dir
         self.log_flush_seconds = log_flush_seconds
         self.log: PredictionLogWriter | None = None
@@ -703,11 +812,95 @@ class PredictionService:
             self.log.close(timeout=LOG_CLOSE_SECONDS)
         self.follower.stop(timeout=FOLLOWER_STOP_SECONDS)
 
-    def slot(self, model: str) -> ModelSlot:
+    def read_configs_if_changed(self) -> bool:
+        """Read the models folder again if its listing changed since the last read; whether it did."""
+        with self._configs_lock:
+            listing = _listing(self.models_dir)
+            if listing == self._folder_listing:
+                return False
+            if listing is None:
+                self.config_errors = {str(self.models_dir): (
+                    f"the models folder {self.models_dir} does not exist; the models read before keep "
+                    "being served"
+                )}
+            else:
+                self._apply(self._read_configs(listing))
+            self._folder_listing = listing
+            return True
+
+    def _read_configs(self, listing: dict[str, FileStamp]) -> DiscoveredConfigs:
+        """The configs of the files in `listing`, as `discover_model_configs` gives them, reading only
+        the files whose stamp changed since they were last read (with 50 models, a new file costs one
+        parse instead of fifty: the read runs on the event loop when a request prompts it)."""
+        found, files = DiscoveredConfigs(), {}
+        for name in sorted(listing):
+            stamp_and_result = self._files.get(name)
+            if stamp_and_result is None or stamp_and_result[0] != listing[name]:
+                try:
+                    result: ModelConfig | ConfigError = load_model_config(self.models_dir / name)
+                except ConfigError as exc:
+                    result = exc
+                stamp_and_result = (listing[name], result)
+            files[name] = stamp_and_result
+            result = stamp_and_result[1]
+            if isinstance(result, ConfigError):
+                found.errors[self.models_dir / name] = result
+            else:
+                found.valid[result.name] = result
+        self._files = files
+        return found
+
+    def _apply(self, discovered: DiscoveredConfigs) -> None:
+        """Swap in the slots of a fresh read of the models folder, keeping the slots of unchanged configs."""
+        before = dict(self.slots.items())
+        errors = {str(path): str(error) for path, error in discovered.errors.items()}
+        slots: dict[str, ModelSlot] = {}
+        for name, config in discovered.valid.items():
+            clashes = sorted(set(config.schema.columns) & set(LOG_COLUMNS))
+            if clashes:
+                errors[name] = (
+                    f"model {name!r} is not served: schema columns {clashes} clash with the prediction "
+                    f"log's own columns {list(LOG_COLUMNS)}; rename them"
+                )
+                continue
+            previous = before.get(name)
+            slots[name] = previous if previous is not None and previous.config == config else _slot(config, previous)
+        for path in discovered.errors:
+            previous = before.get(path.stem)
+            if previous is not None and path.stem not in slots:
+                slots[path.stem] = previous
+                errors[str(path)] += f"; model {path.stem!r} keeps serving with its last valid config"
+        for name in before.keys() - slots.keys():
+            self.removed[name] = (f"its config is not valid: {errors[name]}" if name in errors
+                                  else f"its config {self.models_dir / (name + '.yaml')} is gone")
+            logger.warning("model %s: no longer served, %s", name, self.removed[name])
+        for name in slots.keys() - before.keys():
+            self.removed.pop(name, None)
+            if before:
+                logger.info("model %s: config found, serving it from the next champion check", name)
+        self.config_errors = errors
+        self.slots.replace(slots)
+
+    def slot(self, model: str, always_look: bool = False) -> ModelSlot:
+        """The slot of `model`; a name the service does not know makes it look at the models folder
+        first, if it has not looked for a request in the last `CONFIG_CHECK_SECONDS` (or `always_look`).
+
+        Raises:
+            RequestRejected: 404 naming the model, and why it is no longer served if it was.
+        """
         slot = self.slots.get(model)
+        now = time.monotonic()
+        if slot is None and (always_look or now - self._last_request_check >= CONFIG_CHECK_SECONDS):
+            self._last_request_check = now
+            if self.read_configs_if_changed():
+                slot = self.slots.get(model)
+                if slot is not None:
+                    self.follower.wake()
         if slot is None:
+            removed = self.removed.get(model)
+            why = f" ({removed})" if removed else ""
             raise RequestRejected(
-                404, "unknown_model", f"no model named {model!r}; served models: {sorted(self.slots)}"
+                404, "unknown_model", f"no model named {model!r} is served{why}; served models: {sorted(self.slots)}"
             )
         return slot
 
@@ -771,6 +964,7 @@ class PredictionService:
             "problems": problems,
             "models": models,
             "config_errors": self.config_errors,
+            "models_dir": str(self.models_dir),
             "prediction_log": {
                 "pending_rows": log.pending_rows if log else 0,
                 "written_rows": log.written_rows if log else 0,
@@ -823,6 +1017,7 @@ class HealthResponse(BaseModel):
     problems: list[str]
     models: dict[str, ModelStatus]
     config_errors: dict[str, str]
+    models_dir: str
     prediction_log: LogStatus
 
 
@@ -929,8 +1124,9 @@ def create_app(
         if not _is_admin_token(credentials.credentials, token):
             raise RequestRejected(403, "forbidden", "the admin token is wrong")
 
-    request_schemas = [record_json_schema(slot.config) for slot in service.slots.values()]
-    largest_batch = max((slot.validator.max_batch_size for slot in service.slots.values()), default=1)
+    records_schema: dict[str, Any] = {
+        "type": "array", "minItems": 1, "description": "At most the model's `serving.max_batch_size` records.",
+    }
 
     @app.post(
         "/models/{model}/predict",
@@ -940,11 +1136,7 @@ def create_app(
             "type": "object",
             "required": ["records"],
             "additionalProperties": False,
-            "properties": {"records": {
-                "type": "array", "minItems": 1, "maxItems": largest_batch,
-                "items": {"oneOf": request_schemas} if request_schemas else {"type": "object"},
-                "description": "At most the model's `serving.max_batch_size` records.",
-            }},
+            "properties": {"records": records_schema},
         }}}}},
     )
     async def predict(model: str, request: Request) -> Response:
@@ -989,16 +1181,27 @@ def create_app(
         dependencies=[Depends(require_admin)],
     )
     def reload(model: str) -> dict[str, Any]:
-        """Read the alias and load its version now, even if it is the one served.
+        """Read the alias and load its version now, even if it is the one served (and, for a model
+        the service does not know, read the models folder first).
 
         502 when the version cannot be loaded (the previous one keeps serving).
         """
-        slot = service.slot(model)
+        slot = service.slot(model, always_look=True)
         error = service.follower.refresh(slot, force=True)
         if error:
             raise RequestRejected(502, "reload_failed", error)
         return slot.status()
 
+    def openapi() -> dict[str, Any]:
+        """The OpenAPI page, with a record schema for each model served now (configs come and go)."""
+        slots = list(service.slots.values())
+        schemas = [record_json_schema(slot.config) for slot in slots]
+        records_schema["maxItems"] = max((slot.validator.max_batch_size for slot in slots), default=1)
+        records_schema["items"] = {"oneOf": schemas} if schemas else {"type": "object"}
+        app.openapi_schema = None
+        return FastAPI.openapi(app)
+
+    app.openapi = openapi
     return app
 
 
