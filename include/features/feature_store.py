@@ -43,6 +43,7 @@ REDIS_ENV = "MLOPS_FEAST_REDIS"
 # column, and a name of its own never meets the model's columns (its timestamp column is a feature).
 AS_OF = "feast_as_of"
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
+PARTITION_KEY = "day"  # the curated store's partition folders: `day=YYYY-MM-DD` (storage.day_partition)
 
 
 class FeatureStoreNotEnabled(ValueError):
@@ -69,7 +70,7 @@ def feature_view_name(config: ModelConfig) -> str:
 
 def curated_files(model: str) -> str:
     """The glob of every curated batch of the model: the feature view's offline source."""
-    return str(storage.model_root(model) / "curated" / "day=*" / storage.CURATED_FILE)
+    return str(storage.model_root(model) / "curated" / f"{PARTITION_KEY}=*" / storage.CURATED_FILE)
 
 
 def online_store_kind() -> str:
@@ -128,6 +129,13 @@ def definitions(config: ModelConfig) -> tuple[Entity, FeatureView]:
     from feast.data_format import ParquetFormat
 
     schema = config.schema
+    columns = [schema.timestamp_column, *config.features.all]
+    if PARTITION_KEY in {schema.entity_column, *columns}:
+        raise ValueError(
+            f"model {config.name}: a column named {PARTITION_KEY!r} cannot be kept in the feature store: DuckDB "
+            f"reads the curated store's partition folders ({PARTITION_KEY}=YYYY-MM-DD) as a column of that name, "
+            "which would replace the column's values; rename the column"
+        )
     entity_type = schema.columns[schema.entity_column].type
     value_types = {"string": ValueType.STRING, "category": ValueType.STRING, "integer": ValueType.INT64}
     if entity_type not in value_types:
@@ -142,7 +150,6 @@ def definitions(config: ModelConfig) -> tuple[Entity, FeatureView]:
         file_format=ParquetFormat(),
         timestamp_field=schema.timestamp_column,
     )
-    columns = [schema.timestamp_column, *config.features.all]
     view = FeatureView(
         name=feature_view_name(config),
         entities=[entity],

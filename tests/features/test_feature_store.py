@@ -134,6 +134,16 @@ def test_an_entity_column_feast_cannot_key_on_is_refused_naming_model_column_and
         feature_store.definitions(config)
 
 
+def test_a_column_named_like_the_curated_partitions_is_refused_before_its_values_are_replaced(odd_config):
+    raw = odd_config.model_dump(by_alias=True)
+    raw["schema"]["columns"]["day"] = raw["schema"]["columns"].pop("MCC")
+    raw["features"]["numeric"] = ["Amount €", "day"]
+    config = type(odd_config).model_validate(raw)
+
+    with pytest.raises(ValueError, match="odd_names: a column named 'day' cannot be kept in the feature store"):
+        feature_store.definitions(config)
+
+
 # --- materialization -----------------------------------------------------------------------------
 
 
