@@ -224,7 +224,9 @@ def training_set(config: ModelConfig, cutoff: dt.date, window_days: int | None =
     The same contract as `assemble_training_set`: the labels that had arrived by the end of
     `cutoff` (each entity's latest), joined with the features Feast knew for the entity at the
     end of `cutoff` (`get_historical_features` with that instant as every entity's "as of" time),
-    keeping events from the window's first day on.
+    keeping events from the window's first day on. Where an entity has one event (an application, a
+    transaction) the two are equal; an entity with several events in the window gets its latest here,
+    every one of them in `assemble_training_set`.
 
     Args:
         cutoff: the last day of the window; no event and no label after the end of this day is used.
