@@ -78,30 +78,44 @@ def online_store_kind() -> str:
     return "redis" if os.environ.get(REDIS_ENV) else "sqlite"
 
 
-def repo_config(config: ModelConfig) -> RepoConfig:
-    """The Feast `RepoConfig` of the model: SQLite registry, DuckDB offline store, SQLite or Redis online store."""
-    from feast import RepoConfig
-    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
-    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
-    from feast.infra.registry.sql import SqlRegistryConfig
-
+def repo_settings(config: ModelConfig) -> dict:
+    """The model's Feast settings, as `feature_store.yaml` holds them: SQLite registry, DuckDB offline
+    store, SQLite or Redis online store."""
     root = repo_dir(config.name)
-    root.mkdir(parents=True, exist_ok=True)
     redis = os.environ.get(REDIS_ENV)
     online = (
-        RedisOnlineStoreConfig(connection_string=redis)
+        {"type": "redis", "connection_string": redis}
         if redis
-        else SqliteOnlineStoreConfig(path=str(root / "online_store.db"))
+        else {"type": "sqlite", "path": str(root / "online_store.db")}
     )
-    return RepoConfig(
-        project=config.name,
-        provider="local",
-        registry=SqlRegistryConfig(path=f"sqlite:///{root / 'registry.db'}", cache_ttl_seconds=0),
-        offline_store={"type": "duckdb"},
-        online_store=online,
-        repo_path=root,
-        entity_key_serialization_version=3,
-    )
+    return {
+        "project": config.name,
+        "provider": "local",
+        "registry": {"registry_type": "sql", "path": f"sqlite:///{root / 'registry.db'}", "cache_ttl_seconds": 0},
+        "offline_store": {"type": "duckdb"},
+        "online_store": online,
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(config: ModelConfig) -> RepoConfig:
+    """The Feast `RepoConfig` of the model (`repo_settings`), rooted in its repository folder."""
+    from feast import RepoConfig
+
+    return RepoConfig(**repo_settings(config), repo_path=repo_dir(config.name))
+
+
+def write_repo_file(config: ModelConfig) -> Path:
+    """Write `feature_store.yaml` into the model's repository folder (replacing it), so that Feast's
+    own CLI works there: `feast -c state/feast/<model> feature-views list`."""
+    import yaml
+
+    path = repo_dir(config.name) / "feature_store.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(repo_settings(config), sort_keys=False))
+    os.replace(tmp, path)
+    return path
 
 
 def _feast_type(config: ModelConfig, column: str):
@@ -165,7 +179,8 @@ def definitions(config: ModelConfig) -> tuple[Entity, FeatureView]:
 
 
 def open_store(config: ModelConfig) -> FeatureStore:
-    """The model's feature store, with the definitions of its current config applied.
+    """The model's feature store, with the definitions of its current config applied and its
+    `feature_store.yaml` written.
 
     Raises:
         FeatureStoreNotEnabled: the config does not say `feature_store: feast`.
@@ -176,6 +191,7 @@ def open_store(config: ModelConfig) -> FeatureStore:
         )
     from feast import FeatureStore
 
+    write_repo_file(config)
     store = FeatureStore(config=repo_config(config))
     store.apply(list(definitions(config)))
     return store

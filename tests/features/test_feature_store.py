@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -91,6 +94,17 @@ def test_opening_the_store_again_applies_the_same_definitions_once(state_dir, de
 
     assert [view.name for view in store.list_feature_views()] == ["credit_default"]
     assert [entity.name for entity in store.list_entities()] == ["credit_default"]
+
+
+def test_feasts_own_cli_reads_the_generated_repository(state_dir, demo_config):
+    feature_store.open_store(demo_config)
+
+    feast = Path(sys.executable).parent / "feast"
+    listed = subprocess.run([str(feast), "-c", str(state_dir / "feast" / "credit_default"), "feature-views", "list"],
+                            capture_output=True, text=True, timeout=300)
+
+    assert listed.returncode == 0, listed.stderr
+    assert "credit_default" in listed.stdout
 
 
 def test_a_model_without_the_feature_store_is_refused_naming_it(state_dir, demo_config):
