@@ -96,6 +96,7 @@ def test_opening_the_store_again_applies_the_same_definitions_once(state_dir, de
     assert [entity.name for entity in store.list_entities()] == ["credit_default"]
 
 
+@pytest.mark.slow  # a fresh process imports Feast: about 30 s on a busy machine
 def test_feasts_own_cli_reads_the_generated_repository(state_dir, demo_config):
     feature_store.open_store(demo_config)
 
