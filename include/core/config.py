@@ -484,6 +484,11 @@ class ModelConfig(_Strict):
     serving: Serving = Serving()
     deployment: Deployment = Deployment()
     replay: Replay = Replay()
+    feature_store: Literal["feast"] | None = Field(
+        None,
+        description="`feast`: the model's features are kept in a Feast feature store generated from this file "
+        "(include/features/feature_store.py), materialized after each curated batch; None: no feature store.",
+    )
 
     @model_validator(mode="after")
     def _columns_referenced_exist(self) -> ModelConfig:

@@ -1,0 +1,292 @@
+"""A Feast feature store per model, generated from its config (`feature_store: feast`).
+
+The model config is the single definition of the features: the Feast repository is generated from
+it every time it is opened (`apply` is idempotent), so it can never drift from the YAML file.
+
+- entity: `schema.entity_column` (its join key keeps the column's name, spaces and all);
+- one feature view, named after the model, over the curated store: the Parquet files
+  `<data>/<model>/curated/day=YYYY-MM-DD/batch.parquet`, read by Feast's DuckDB offline store, with
+  `schema.timestamp_column` as its event timestamp. Its features are the model's feature columns
+  plus the timestamp column, so a training set can say when each row happened;
+- registry (SQLite, transactional, so a materialization and a training run may use it at once) and
+  online store under `state/feast/<model>/`. The online store is SQLite locally, or Redis when
+  `MLOPS_FEAST_REDIS` holds a Feast Redis connection string (`127.0.0.1:6379,db=1`), as in the
+  production topology.
+
+Airflow owns materialization: `materialize_day` loads exactly one curated day into the online store,
+with an explicit start and end (never `materialize_incremental`, which guesses from the registry),
+so a re-run writes the same rows again. `training_set` builds the point-in-time correct training set
+with `get_historical_features`, with the same rows and values as the project's own assembly
+(`include.training.training_data.assemble_training_set`).
+
+Feast is imported inside the functions: it takes seconds to import and DAG files must stay cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from include.core import settings, storage
+from include.core.storage import LABEL_TIMESTAMP
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import Entity, FeatureStore, FeatureView, RepoConfig
+
+    from include.core.config import ModelConfig
+
+REDIS_ENV = "MLOPS_FEAST_REDIS"
+# The "as of" time of each entity in a historical retrieval: Feast takes an entity frame's only datetime
+# column, and a name of its own never meets the model's columns (its timestamp column is a feature).
+AS_OF = "feast_as_of"
+_ONE_MICROSECOND = dt.timedelta(microseconds=1)
+PARTITION_KEY = "day"  # the curated store's partition folders: `day=YYYY-MM-DD` (storage.day_partition)
+
+
+class FeatureStoreNotEnabled(ValueError):
+    """The model's config does not say `feature_store: feast`."""
+
+
+class NothingToMaterialize(LookupError):
+    """The day has no curated batch (not ingested yet, or quarantined); the message says which."""
+
+
+def uses_feature_store(config: ModelConfig) -> bool:
+    """Does this model keep its features in Feast (`feature_store: feast` in its config)?"""
+    return config.feature_store == "feast"
+
+
+def repo_dir(model: str) -> Path:
+    """The folder of the model's Feast registry and local online store: `state/feast/<model>/`."""
+    return settings.state_dir() / "feast" / model
+
+
+def feature_view_name(config: ModelConfig) -> str:
+    return config.name
+
+
+def curated_files(model: str) -> str:
+    """The glob of every curated batch of the model: the feature view's offline source."""
+    return str(storage.model_root(model) / "curated" / f"{PARTITION_KEY}=*" / storage.CURATED_FILE)
+
+
+def online_store_kind() -> str:
+    """`redis` when `MLOPS_FEAST_REDIS` is set, else `sqlite`."""
+    return "redis" if os.environ.get(REDIS_ENV) else "sqlite"
+
+
+def repo_settings(config: ModelConfig) -> dict:
+    """The model's Feast settings, as `feature_store.yaml` holds them: SQLite registry, DuckDB offline
+    store, SQLite or Redis online store."""
+    root = repo_dir(config.name)
+    redis = os.environ.get(REDIS_ENV)
+    online = (
+        {"type": "redis", "connection_string": redis}
+        if redis
+        else {"type": "sqlite", "path": str(root / "online_store.db")}
+    )
+    return {
+        "project": config.name,
+        "provider": "local",
+        "registry": {"registry_type": "sql", "path": f"sqlite:///{root / 'registry.db'}", "cache_ttl_seconds": 0},
+        "offline_store": {"type": "duckdb"},
+        "online_store": online,
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(config: ModelConfig) -> RepoConfig:
+    """The Feast `RepoConfig` of the model (`repo_settings`), rooted in its repository folder."""
+    from feast import RepoConfig
+
+    return RepoConfig(**repo_settings(config), repo_path=repo_dir(config.name))
+
+
+def write_repo_file(config: ModelConfig) -> Path:
+    """Write `feature_store.yaml` into the model's repository folder (replacing it), so that Feast's
+    own CLI works there: `feast -c state/feast/<model> feature-views list`."""
+    import yaml
+
+    path = repo_dir(config.name) / "feature_store.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(repo_settings(config), sort_keys=False))
+    os.replace(tmp, path)
+    return path
+
+
+def _feast_type(config: ModelConfig, column: str):
+    from feast import types
+
+    kinds = {
+        "integer": types.Int64,
+        "float": types.Float64,
+        "string": types.String,
+        "category": types.String,
+        "boolean": types.Bool,
+        "timestamp": types.UnixTimestamp,
+    }
+    return kinds[config.schema.columns[column].type]
+
+
+def definitions(config: ModelConfig) -> tuple[Entity, FeatureView]:
+    """The Feast entity and feature view generated from the model config.
+
+    Raises:
+        ValueError: the entity column's type cannot be a Feast join key (only string, category
+            and integer columns can); the message names the model, the column and its type.
+    """
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.data_format import ParquetFormat
+
+    schema = config.schema
+    columns = [schema.timestamp_column, *config.features.all]
+    if PARTITION_KEY in {schema.entity_column, *columns}:
+        raise ValueError(
+            f"model {config.name}: a column named {PARTITION_KEY!r} cannot be kept in the feature store: DuckDB "
+            f"reads the curated store's partition folders ({PARTITION_KEY}=YYYY-MM-DD) as a column of that name, "
+            "which would replace the column's values; rename the column"
+        )
+    entity_type = schema.columns[schema.entity_column].type
+    value_types = {"string": ValueType.STRING, "category": ValueType.STRING, "integer": ValueType.INT64}
+    if entity_type not in value_types:
+        raise ValueError(
+            f"model {config.name}: schema.entity_column {schema.entity_column!r} is of type {entity_type}; "
+            f"a Feast entity needs one of {sorted(value_types)}"
+        )
+    entity = Entity(name=config.name, join_keys=[schema.entity_column], value_type=value_types[entity_type])
+    source = FileSource(
+        name=f"{config.name}__curated",
+        path=curated_files(config.name),
+        file_format=ParquetFormat(),
+        timestamp_field=schema.timestamp_column,
+    )
+    view = FeatureView(
+        name=feature_view_name(config),
+        entities=[entity],
+        ttl=dt.timedelta(0),  # no expiry: a training set's window is chosen per call, not per view
+        source=source,
+        schema=[
+            Field(name=schema.entity_column, dtype=_feast_type(config, schema.entity_column)),
+            *(Field(name=column, dtype=_feast_type(config, column)) for column in columns),
+        ],
+        description=f"The curated features of model {config.name}, generated from include/models/{config.name}.yaml",
+    )
+    return entity, view
+
+
+def open_store(config: ModelConfig) -> FeatureStore:
+    """The model's feature store, with the definitions of its current config applied and its
+    `feature_store.yaml` written.
+
+    Raises:
+        FeatureStoreNotEnabled: the config does not say `feature_store: feast`.
+    """
+    if not uses_feature_store(config):
+        raise FeatureStoreNotEnabled(
+            f"model {config.name} does not use the feature store: its config has no `feature_store: feast`"
+        )
+    from feast import FeatureStore
+
+    write_repo_file(config)
+    store = FeatureStore(config=repo_config(config))
+    store.apply(list(definitions(config)))
+    return store
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The first and last instant of `day` in UTC (Feast's `materialize` includes both ends)."""
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1) - _ONE_MICROSECOND
+
+
+def materialize_day(config: ModelConfig, day: dt.date) -> dict:
+    """Load the day's curated batch into the online store: the events from the start to the end of `day`.
+
+    A re-run writes the same rows again (the online store keeps one row per entity and feature),
+    and a day whose curated batch was replaced since is loaded with its new values.
+
+    Returns:
+        {"day", "start", "end", "curated_rows", "online_store"}.
+
+    Raises:
+        NothingToMaterialize: the day has no curated batch.
+    """
+    import pyarrow.parquet as pq
+
+    path = storage.curated_path(config.name, day)
+    if not path.is_file():
+        raise NothingToMaterialize(
+            f"model {config.name}: no curated batch for {day} at {path} (not ingested yet, or quarantined): "
+            "nothing to materialize"
+        )
+    start, end = day_bounds(day)
+    open_store(config).materialize(start, end, feature_views=[feature_view_name(config)])
+    return {
+        "day": day.isoformat(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "curated_rows": pq.ParquetFile(path).metadata.num_rows,
+        "online_store": online_store_kind(),
+    }
+
+
+def training_set(config: ModelConfig, cutoff: dt.date, window_days: int | None = None) -> pd.DataFrame:
+    """The point-in-time correct training set of the window ending at `cutoff`, from Feast.
+
+    The same contract as `assemble_training_set`: the labels that had arrived by the end of
+    `cutoff` (each entity's latest), joined with the features Feast knew for the entity at the
+    end of `cutoff` (`get_historical_features` with that instant as every entity's "as of" time),
+    keeping events from the window's first day on. Where an entity has one event (an application, a
+    transaction) the two are equal; an entity with several events in the window gets its latest here,
+    every one of them in `assemble_training_set`.
+
+    Args:
+        cutoff: the last day of the window; no event and no label after the end of this day is used.
+        window_days: days in the window, `training.window_days` when None.
+
+    Returns:
+        The `training_columns(config)`, one row per labelled entity, oldest event first (the entity
+        breaks ties). Empty when nothing matches.
+    """
+    import pandas as pd
+
+    from include.training.training_data import end_of_day, training_columns
+
+    window_days = window_days or config.training.window_days
+    if window_days < 1:
+        raise ValueError(f"window_days: got {window_days}; expected at least 1")
+    schema, target = config.schema, config.target
+    entity, timestamp = schema.entity_column, schema.timestamp_column
+    first_day = cutoff - dt.timedelta(days=window_days - 1)
+    known_by = end_of_day(cutoff)
+    columns = training_columns(config)
+    empty = pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+
+    labels = storage.read_labels_arrived_by(config.name, cutoff, since=first_day)
+    if labels.empty:
+        return empty
+    missing = [name for name in (entity, target.column, LABEL_TIMESTAMP) if name not in labels.columns]
+    if missing:
+        raise ValueError(
+            f"labels store of model {config.name} lacks the columns {missing}; it has {sorted(labels.columns)}"
+        )
+    labels = labels.loc[labels[LABEL_TIMESTAMP] < known_by, [entity, target.column, LABEL_TIMESTAMP]]
+    latest_labels = labels.sort_values(LABEL_TIMESTAMP, kind="stable").drop_duplicates(entity, keep="last")
+    if latest_labels.empty:
+        return empty
+
+    view = feature_view_name(config)
+    as_of = pd.Timestamp(known_by - _ONE_MICROSECOND, tz="UTC")
+    entity_df = pd.DataFrame({entity: latest_labels[entity].to_numpy(), AS_OF: as_of})
+    features = open_store(config).get_historical_features(
+        entity_df=entity_df, features=[f"{view}:{name}" for name in [timestamp, *config.features.all]]
+    ).to_df()
+    features[timestamp] = features[timestamp].dt.tz_convert(None).astype("datetime64[ns]")
+    in_window = features[timestamp].notna() & (features[timestamp] >= pd.Timestamp(first_day))
+    frame = features.loc[in_window].merge(latest_labels, on=entity, how="inner")
+    frame = frame.sort_values([timestamp, entity], kind="stable", ignore_index=True)
+    return frame[columns]
