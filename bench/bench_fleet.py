@@ -1,0 +1,186 @@
+"""A fleet of model configs: what each DAG file's parse costs per model, and the parser's memory.
+
+Generates `--models` model configs (default 50) from the demo config, with a mix of data sources
+(one small function per source kind in SOURCE_KINDS), into a temporary models folder
+(`MLOPS_MODELS_DIR`), and parses every DAG file in `dags/` against it the way the DAG processor
+does (bench/bench_dag_parse.py: Airflow imported once, heap frozen, a forked child per parse).
+The trivial TaskFlow DAG is parsed in the same rounds, interleaved with the DAG files, so that
+load from other processes on the machine weighs on both alike. It reports, for a fleet of 2 and of
+`--models` models:
+
+- each DAG file's median parse time, as a multiple of the trivial DAG and of the trivial DAG per
+  model (target: within 2x per model, i.e. a file's cost grows with the model count no faster
+  than one trivial DAG per model);
+- memory: the RSS of the parent (the processor's manager), the peak RSS of the child that
+  parsed each file, and that of one process that parsed every DAG file of the fleet.
+
+    .venv/bin/python bench/bench_fleet.py [--models 50] [--repeat 5] [--intervals daily,weekly]
+
+`--intervals` cycles the configs through `source.interval` values (omitted by default: the key
+must exist in the model config schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dag_parse import ROOT, TRIVIAL_DAG, parse_once, prepare_processor_parent  # noqa: E402
+
+DEMO_CONFIG = ROOT / "include" / "models" / "credit_default.yaml"
+START = dt.date(2026, 1, 1)
+DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
+
+
+# --- the fleet's configs: one function per source kind ------------------------------------------
+
+
+def synthetic_source(index: int, data_folder: Path) -> dict:
+    """The seeded synthetic world, with a seed, length and volume of its own."""
+    return {"kind": "synthetic", "seed": index, "start_date": START + dt.timedelta(days=index % 30),
+            "days": 120 + 5 * index, "rows_per_day": 200 + 20 * index}
+
+
+def files_source(index: int, data_folder: Path) -> dict:
+    """One CSV per day in a folder of the model's own (two small days are written)."""
+    folder = data_folder / f"files_{index:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset in range(2):
+        day = START + dt.timedelta(days=offset)
+        write_applications_csv(folder / f"applications_{day.isoformat()}.csv", day, rows=20)
+    return {"kind": "files", "path": str(folder), "pattern": "applications_{day}.csv", "start_date": START}
+
+
+SOURCE_KINDS: dict[str, Callable[[int, Path], dict]] = {
+    "synthetic": synthetic_source,
+    "files": files_source,
+}
+
+
+def write_applications_csv(path: Path, day: dt.date, rows: int) -> None:
+    """A small batch with the demo schema's columns and valid values."""
+    employment = ["salaried", "self_employed", "unemployed", "retired", "student"]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["application_id", "event_timestamp", "age", "annual_income", "loan_amount",
+                         "loan_term_months", "credit_score", "debt_to_income", "employment_type",
+                         "home_ownership", "region"])
+        for row in range(rows):
+            writer.writerow([f"{day:%Y%m%d}-{row}", f"{day}T12:00:00", 20 + row, 30000 + 1000 * row, 5000, 36,
+                             600 + row, 0.3, employment[row % 5], "rent", "north"])
+
+
+def write_fleet(models_folder: Path, data_folder: Path, count: int, intervals: list[str]) -> list[str]:
+    """Write `count` valid model configs, source kinds taken in turn; returns their names."""
+    template = yaml.safe_load(DEMO_CONFIG.read_text())
+    kinds = list(SOURCE_KINDS)
+    models_folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index in range(count):
+        kind = kinds[index % len(kinds)]
+        name = f"fleet_{index:02d}_{kind}"
+        config = copy.deepcopy(template)
+        config["name"] = name
+        config["paused_on_start"] = True
+        config["source"] = SOURCE_KINDS[kind](index, data_folder)
+        if intervals:
+            config["source"]["interval"] = intervals[index % len(intervals)]
+        (models_folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        names.append(name)
+    return names
+
+
+# --- measures ------------------------------------------------------------------------------------
+
+
+def interleaved_medians(trivial: Path, paths: list[Path], repeat: int) -> tuple[tuple, dict[Path, tuple]]:
+    """Median parse times of the trivial DAG and of each path, parsed in interleaved rounds.
+
+    Returns the trivial DAG's (median wall seconds, median CPU seconds) and, per path, (median
+    wall seconds, median CPU seconds, DAGs, peak child RSS in MB).
+    """
+    runs = {path: [] for path in [trivial, *paths]}
+    for _ in range(repeat):
+        for path in runs:
+            runs[path].append(parse_once(path))
+    medians = {
+        path: (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results),
+               results[-1][2], max(r[3] for r in results))
+        for path, results in runs.items()
+    }
+    return medians.pop(trivial)[:2], medians
+
+
+def own_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def report_parse(models: int, trivial: Path, repeat: int) -> None:
+    (wall_baseline, cpu_baseline), results = interleaved_medians(trivial, DAG_FILES, repeat)
+    print(f"\n{models} models: trivial TaskFlow DAG {cpu_baseline * 1000:.1f} ms CPU, {wall_baseline * 1000:.1f} ms "
+          f"wall (medians of {repeat}); ratios are of CPU time")
+    print(f"{'DAG file':<30}{'DAGs':>6}{'CPU ms':>9}{'wall ms':>9}{'x trivial':>11}{'x trivial/model':>17}"
+          f"{'child MB':>10}")
+    worst = 0.0
+    for path, (wall, cpu, dags, rss) in results.items():
+        per_model = cpu / (cpu_baseline * models)
+        if dags:
+            worst = max(worst, per_model)
+        print(f"{path.name:<30}{dags:>6}{cpu * 1000:>9.1f}{wall * 1000:>9.1f}{cpu / cpu_baseline:>11.2f}"
+              f"{per_model:>17.2f}{rss:>10.0f}")
+    total = sum(cpu for _, cpu, _, _ in results.values())
+    print(f"{'all DAG files':<30}{'':>6}{total * 1000:>9.1f}{'':>9}{total / cpu_baseline:>11.2f}"
+          f"{total / (cpu_baseline * models):>17.2f}")
+    print(f"worst DAG file: {worst:.2f}x the trivial DAG per model (target: within 2x)")
+
+
+def report_memory(models: int, trivial: Path) -> None:
+    trivial_rss = parse_once(trivial)[3]
+    _, _, dags, all_rss = parse_once(ROOT / "dags")
+    print(f"\nmemory, {models} models: processor parent {own_rss_mb():.0f} MB; child parsing the trivial DAG "
+          f"{trivial_rss:.0f} MB peak; one process parsing every DAG file ({dags} DAGs) {all_rss:.0f} MB peak")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--intervals", default="", help="comma-separated source.interval values to cycle through")
+    args = parser.parse_args()
+    intervals = [value for value in args.intervals.split(",") if value]
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as folder:
+        folder = Path(folder)
+        trivial = folder / "trivial_taskflow.py"
+        trivial.write_text(TRIVIAL_DAG)
+        os.environ["MLOPS_STATE_DIR"] = str(folder / "state")
+        os.environ["MLOPS_DATA_DIR"] = str(folder / "state" / "data")
+        prepare_processor_parent(trivial)
+        for models in sorted({2, args.models}):
+            models_folder = folder / f"models_{models}"
+            write_fleet(models_folder, folder / "sources", models, intervals)
+            os.environ["MLOPS_MODELS_DIR"] = str(models_folder)
+            report_parse(models, trivial, args.repeat)
+            report_memory(models, trivial)
+    print(f"\nload average at end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
