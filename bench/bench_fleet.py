@@ -12,9 +12,15 @@ load from other processes on the machine weighs on both alike. It reports, for a
   model (target: within 2x per model, i.e. a file's cost grows with the model count no faster
   than one trivial DAG per model);
 - memory: the RSS of the parent (the processor's manager), the peak RSS of the child that
-  parsed each file, and that of one process that parsed every DAG file of the fleet.
+  parsed each file, and that of one process that parsed every DAG file of the fleet;
+- with `--scheduler`: how long a real `airflow scheduler` takes, after every model's ingestion DAG
+  is unpaused at once, to queue the first task of each. It runs against a throwaway Airflow home,
+  a PostgreSQL database of its own on 127.0.0.1:5432 (created, then dropped) and the
+  CeleryExecutor with a Redis queue and key prefix of its own and no worker, so queued tasks stay
+  queued and the figure is the scheduler's alone (the DAGs are serialized first with
+  `airflow dags reserialize`, as the DAG processor would).
 
-    .venv/bin/python bench/bench_fleet.py [--models 50] [--repeat 5] [--intervals daily,weekly]
+    .venv/bin/python bench/bench_fleet.py [--models 50] [--repeat 5] [--intervals daily,weekly] [--scheduler]
 
 `--intervals` cycles the configs through `source.interval` values (omitted by default: the key
 must exist in the model config schema).
@@ -27,10 +33,15 @@ import copy
 import csv
 import datetime as dt
 import os
+import secrets
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -155,11 +166,134 @@ def report_memory(models: int, trivial: Path) -> None:
           f"{trivial_rss:.0f} MB peak; one process parsing every DAG file ({dags} DAGs) {all_rss:.0f} MB peak")
 
 
+# --- the scheduler ---------------------------------------------------------------------------------
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REDIS_URL = "redis://127.0.0.1:6379"
+AIRFLOW = Path(sys.executable).parent / "airflow"
+
+
+def run_sql(*statements: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(dbname="postgres", connect_timeout=5, **POSTGRES)
+    connection.autocommit = True  # CREATE / DROP DATABASE cannot run in a transaction
+    try:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+@contextmanager
+def own_database_and_queue() -> Iterator[tuple[str, str, str]]:
+    """A new PostgreSQL database and a Redis key prefix, both `bench_fleet_<random>`; the database
+    is dropped and the keys deleted afterwards. Yields (database, Redis URL, token)."""
+    import redis
+
+    token = f"bench_fleet_{secrets.token_hex(4)}"
+    redis_url = f"{REDIS_URL}/0"
+    run_sql(f'CREATE DATABASE "{token}"')
+    try:
+        yield token, redis_url, token
+    finally:
+        run_sql(f'DROP DATABASE IF EXISTS "{token}" WITH (FORCE)')
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{token}:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def scheduler_environment(home: Path, database: str, redis_url: str, token: str) -> dict[str, str]:
+    url = f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{database}"
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "1024",  # no slot limit: the figure is the scheduler's own pace
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "AIRFLOW__CELERY__BROKER_URL": redis_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{url}",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": token,
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{token}:",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+
+
+def first_queued(database: str, stage: str = "data_ingestion") -> dict[str, dt.datetime]:
+    """When each DAG of `stage` first had a task queued (or later), by DAG id."""
+    import psycopg2
+
+    with psycopg2.connect(dbname=database, connect_timeout=5, **POSTGRES) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute("SELECT dag_id, MIN(queued_dttm) FROM task_instance WHERE dag_id LIKE %s "
+                       "AND queued_dttm IS NOT NULL GROUP BY dag_id", (f"%\\_\\_{stage}",))
+        return dict(cursor.fetchall())
+
+
+def scheduler_running(database: str) -> bool:
+    import psycopg2
+
+    with psycopg2.connect(dbname=database, connect_timeout=5, **POSTGRES) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")
+        return cursor.fetchone()[0] > 0
+
+
+def report_scheduler(models_folder: Path, models: int, state: Path, timeout: float) -> None:
+    with own_database_and_queue() as (database, redis_url, token), \
+            tempfile.TemporaryDirectory(prefix="bench-fleet-airflow-") as home:
+        env = {**scheduler_environment(Path(home), database, redis_url, token),
+               "MLOPS_MODELS_DIR": str(models_folder), "MLOPS_STATE_DIR": str(state)}
+        started = time.monotonic()
+        for command in (["db", "migrate"], ["dags", "reserialize"]):
+            subprocess.run([str(AIRFLOW), *command], env=env, check=True, capture_output=True, timeout=900)
+        prepared = time.monotonic() - started
+        log = (Path(home) / "scheduler.log").open("w")
+        scheduler = subprocess.Popen([str(AIRFLOW), "scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not scheduler_running(database):
+                if time.monotonic() > deadline or scheduler.poll() is not None:
+                    raise SystemExit(f"the scheduler did not start; see {log.name}")
+                time.sleep(1)
+            unpause_started = dt.datetime.now(dt.UTC)
+            subprocess.run([str(AIRFLOW), "dags", "unpause", "--treat-dag-id-as-regex", "-y", "__data_ingestion$"],
+                           env=env, check=True, capture_output=True, timeout=300)
+            unpause_seconds = (dt.datetime.now(dt.UTC) - unpause_started).total_seconds()
+            queued: dict[str, dt.datetime] = {}
+            deadline = time.monotonic() + timeout
+            while len(queued) < models and time.monotonic() < deadline:
+                time.sleep(1)
+                queued = first_queued(database)
+        finally:
+            os.killpg(scheduler.pid, signal.SIGTERM)
+            try:
+                scheduler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(scheduler.pid, signal.SIGKILL)
+            log.close()
+    delays = sorted((when - unpause_started).total_seconds() for when in queued.values())
+    print(f"\nscheduler, {models} models (db migrate + reserialize took {prepared:.0f} s): "
+          f"{len(queued)} of {models} ingestion DAGs had a task queued within {timeout:.0f} s of the unpause; "
+          f"times count from the start of `airflow dags unpause`, which took {unpause_seconds:.1f} s")
+    if delays:
+        print(f"  first queued after {delays[0]:.1f} s, median {statistics.median(delays):.1f} s, "
+              f"every model's after {delays[-1]:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--intervals", default="", help="comma-separated source.interval values to cycle through")
+    parser.add_argument("--scheduler", action="store_true", help="also measure a real scheduler's queue time")
+    parser.add_argument("--no-parse", action="store_true", help="skip the parse and memory measures")
     args = parser.parse_args()
     intervals = [value for value in args.intervals.split(",") if value]
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -177,8 +311,11 @@ def main() -> None:
             models_folder = folder / f"models_{models}"
             write_fleet(models_folder, folder / "sources", models, intervals)
             os.environ["MLOPS_MODELS_DIR"] = str(models_folder)
-            report_parse(models, trivial, args.repeat)
-            report_memory(models, trivial)
+            if not args.no_parse:
+                report_parse(models, trivial, args.repeat)
+                report_memory(models, trivial)
+        if args.scheduler:
+            report_scheduler(folder / f"models_{args.models}", args.models, folder / "state", timeout=600)
     print(f"\nload average at end: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
 
