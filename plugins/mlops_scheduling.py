@@ -2,13 +2,16 @@
 
 Airflow's scheduler queues ready tasks by priority weight, then by logical date, oldest first. With
 the default weights, a model catching up a year of daily intervals always has older work ready than
-a model that is up to date or was just added, and takes every free slot until it has caught up.
+a model that is up to date or was just added, and is queued first whenever slots are short (a
+busy executor, a full pool) until it has caught up.
 Every model DAG's tasks use `RecentIntervalsFirst` instead (`weight_rule` in the DAG factory's
-default_args, `dags/mlops_dags/model_dags.py`): a task's weight grows with how recently its run
-became due, one point per hour over ten years. So each model's newest interval, and every run that
-was triggered (a person, an Asset event), goes before the deep end of any catch-up; a catch-up runs
-newest-backlog-first across models and, within one model, in order (ingestion runs at most two
-intervals at a time).
+default_args, `dags/mlops_dags/model_dags.py`): when Airflow creates a task instance, its weight is
+the task's own `priority_weight` plus a bonus that shrinks by one point for every hour its run had
+been due by then (over at most ten years). A model's live interval, and every run that was
+triggered (a person, an Asset event), is created as it falls due and gets the full bonus; the deep
+end of a catch-up gets the least. So the freshest work of every model is queued before anybody's
+backlog, and a backlog runs shallow-first across models and, within one model, in order (ingestion
+runs at most two intervals at a time).
 
 A custom weight rule must be registered by a plugin in every Airflow process that serializes or
 schedules the DAGs (the DAG processor, the scheduler); this file is that plugin.
@@ -22,7 +25,7 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow.task.priority_strategy import PriorityWeightStrategy
 
 HORIZON_HOURS = 10 * 365 * 24
-"""Runs due longer ago than this get no recency bonus (they are ordered by date among themselves)."""
+"""Runs created longer than this after they fell due get no bonus (they are ordered by date among themselves)."""
 
 
 def run_due_at(run_id: str) -> dt.datetime | None:
@@ -53,7 +56,8 @@ def recency_bonus(run_id: str, now: dt.datetime | None = None) -> int:
 
 
 class RecentIntervalsFirst(PriorityWeightStrategy):
-    """The task's own `priority_weight` plus a bonus for how recently its run became due."""
+    """The task's own `priority_weight` plus a bonus for how recently its run became due (when the
+    task instance is created, which Airflow does when it creates the run)."""
 
     def get_weight(self, ti) -> int:
         return ti.task.priority_weight + recency_bonus(ti.run_id or "")
