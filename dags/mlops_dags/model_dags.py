@@ -17,6 +17,8 @@ from airflow.sdk import Asset, AssetAlias, Param, get_parsing_context
 from include.core.config import ModelConfig, discover_model_configs
 
 LEVEL_TAGS = {0: "level-0", 1: "level-1", 2: "level-2"}
+WEIGHT_RULE = "mlops_scheduling.RecentIntervalsFirst"
+"""The freshest work first, so one model's catch-up never starves another (plugins/mlops_scheduling.py)."""
 
 
 def dag_id(model: str, stage: str) -> str:
@@ -42,8 +44,10 @@ def dag_tags(config: ModelConfig, *levels: int) -> list[str]:
 
 
 def default_args(config: ModelConfig, retries: int = 2) -> dict:
-    """Owner and retries for tasks that touch files or services (a retry is safe: tasks are idempotent)."""
-    return {"owner": config.owner, "retries": retries, "retry_delay": dt.timedelta(seconds=20)}
+    """Owner and retries for tasks that touch files or services (a retry is safe: tasks are idempotent),
+    and the weight rule that queues each model's newest intervals before any model's backlog."""
+    return {"owner": config.owner, "retries": retries, "retry_delay": dt.timedelta(seconds=20),
+            "weight_rule": WEIGHT_RULE}
 
 
 def to_pendulum(day: dt.date) -> pendulum.DateTime:

@@ -9,6 +9,9 @@ broken file never takes down the other models' DAGs.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: each DAG file parse imports this module in a fresh process; building the
+    # validators of every class at import costs more than the whole parse of a trivial DAG, and a
+    # parse served from the discovery cache (below) never validates at all.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- data source ---------------------------------------------------------------------------------
@@ -571,17 +577,63 @@ class DiscoveredConfigs:
 
 
 def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
-    """Read every `*.yaml` in the models folder, keeping broken files apart from valid ones."""
+    """Read every `*.yaml` in the models folder, keeping broken files apart from valid ones.
+
+    Every DAG file calls this at every parse, each in a fresh process, so the result is cached on
+    disk (`<state>/cache/model_configs/`), keyed on the folder's listing (each file's name, size
+    and modification time) and on this module's own file: an added, removed or edited config, or
+    a changed schema, reads the folder again. The cache is local state like the rest of the state
+    folder; when it cannot be read or written, the folder is simply read.
+    """
     folder = folder or settings.models_dir()
+    paths = sorted(folder.glob("*.yaml"))
+    cache_file = _discovery_cache_file(folder, paths)
+    if cache_file is not None:
+        try:
+            cached = pickle.loads(cache_file.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+            cached = None
+        if isinstance(cached, DiscoveredConfigs):
+            return cached
     found = DiscoveredConfigs()
-    for path in sorted(folder.glob("*.yaml")):
+    for path in paths:
         try:
             config = load_model_config(path)
         except ConfigError as exc:
             found.errors[path] = exc
         else:
             found.valid[config.name] = config
+    if cache_file is not None:
+        _write_discovery_cache(cache_file, found)
     return found
+
+
+def _discovery_cache_file(folder: Path, paths: list[Path]) -> Path | None:
+    """The cache file for this listing of the folder, or None when a file vanished meanwhile."""
+    listing = hashlib.sha256()
+    try:
+        for path in [Path(__file__), *paths]:
+            stat = path.stat()
+            listing.update(f"\0{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    except OSError:
+        return None
+    folder_key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return settings.state_dir() / "cache" / "model_configs" / f"{folder_key}-{listing.hexdigest()[:32]}.pickle"
+
+
+def _write_discovery_cache(cache_file: Path, found: DiscoveredConfigs) -> None:
+    """Write atomically (parses run in parallel), replacing older listings of the same folder."""
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(pickle.dumps(found))
+        partial.replace(cache_file)
+        folder_key = cache_file.name.split("-")[0]
+        for older in cache_file.parent.glob(f"{folder_key}-*.pickle"):
+            if older != cache_file:
+                older.unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def get_model_config(name: str) -> ModelConfig:
