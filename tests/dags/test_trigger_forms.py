@@ -74,10 +74,8 @@ def model_dags(tmp_path_factory):
 
 
 def test_both_models_get_a_dag_for_every_stage(model_dags):
-    # Only a model with `feature_store: feast` (the demo) also materializes its features.
-    expected = {"credit_default": STAGES | {"feature_materialization"}, "card_fraud": STAGES}
-    for model, stages in expected.items():
-        assert {dag_id.split("__")[1] for dag_id in model_dags if dag_id.startswith(f"{model}__")} == stages
+    for model in ("credit_default", "card_fraud"):
+        assert {dag_id.split("__")[1] for dag_id in model_dags if dag_id.startswith(f"{model}__")} == STAGES
 
 
 def test_every_trigger_form_opens_without_a_field_in_error(model_dags):
