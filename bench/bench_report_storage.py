@@ -6,7 +6,7 @@ training's own steps, SQLite MLflow in a temporary state folder), it runs N dail
 writes both Evidently reports (data drift and prediction drift), and then measures, per model-day:
 
 - after: the bytes of the report folders (`<reports>/<model>/drift/day=D/`) and of the drift-check
-  runs' MLflow artifacts, as the checks left them (gzipped snapshots, results JSON, `check.json`);
+  runs' MLflow artifacts, as the checks left them (compressed snapshots, results JSON, `check.json`);
 - before: what the earlier version wrote for the same checks: every report's standalone HTML page
   (rendered here from its snapshot: the same widgets and data, so the same size as `save_html`
   wrote) beside the same JSON files, in the report folder and again in MLflow.

@@ -14,7 +14,7 @@ What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.
 
 and for people: `check.json` (the verdict and its numbers) and, for a window whose data or
 predictions drifted or that requested a retrain (or every window, `monitoring.reports:
-every_check`), Evidently's reports (data drift, and prediction drift) as gzipped snapshots that
+every_check`), Evidently's reports (data drift, and prediction drift) as compressed (xz) snapshots that
 the MLOps UI renders to HTML when a person opens one, with their results JSON
 (`include.monitoring.evidently_reports`), all in `<reports>/<model>/drift/day=D/version=V/`;
 the same small files and the numbers on an MLflow run of

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from include.core import settings
 from include.core.config import ModelConfig, discover_model_configs
 from include.monitoring import model_status
+from include.monitoring.evidently_reports import UnreadableSnapshot
 from mlops_ui import files, pages
 from mlops_ui.airflow_access import (
     ModelDags,
@@ -197,9 +198,9 @@ def report_file(model: str, root: str, path: str, user: GetUserDep) -> Response:
         raise HTTPException(404, f"No file {path!r} under {root!r} for model {model!r}.")
     try:
         return HTMLResponse(rendered_pages.page(snapshot))
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, UnreadableSnapshot) as error:
         raise HTTPException(500, f"The report {path!r} of model {model!r} cannot be shown: its snapshot "
-                                 f"{snapshot.name} is unreadable ({type(error).__name__}: {error}).") from error
+                                 f"{snapshot.name} is unreadable ({type(error).__name__}).") from error
 
 
 @app.get("/static/plotly.min.js")

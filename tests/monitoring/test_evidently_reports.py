@@ -1,7 +1,7 @@
 """Evidently reports kept as snapshots: a real Evidently report, saved, reloaded and rendered."""
 
-import gzip
 import json
+import lzma
 import re
 
 import numpy as np
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from include.monitoring.evidently_reports import (
+    UnreadableSnapshot,
     html_name,
     load_snapshot,
     render_html,
@@ -68,8 +69,8 @@ def test_the_page_rendered_from_the_kept_snapshot_is_the_page_save_html_writes(s
 def test_a_report_is_kept_small_and_readable_by_tools(snapshot, tmp_path):
     kept = save_report(snapshot, tmp_path, "data_drift")
 
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["data_drift.json", "data_drift.snapshot.json.gz"]
-    assert (tmp_path / "data_drift.snapshot.json.gz").stat().st_size < 100_000
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data_drift.json", "data_drift.snapshot.json.xz"]
+    assert (tmp_path / "data_drift.snapshot.json.xz").stat().st_size < 100_000
     assert json.loads((tmp_path / "data_drift.json").read_text()) == json.loads(snapshot.json())
     assert load_snapshot(kept["snapshot"]).dict() == json.loads(snapshot.json())
 
@@ -77,13 +78,22 @@ def test_a_report_is_kept_small_and_readable_by_tools(snapshot, tmp_path):
 def test_saving_again_gives_the_same_bytes_and_replaces_an_old_html_page(snapshot, tmp_path):
     (tmp_path / "data_drift.html").write_text("<html>the page of an earlier check</html>")
     save_report(snapshot, tmp_path, "data_drift")
-    first = (tmp_path / "data_drift.snapshot.json.gz").read_bytes()
+    first = (tmp_path / "data_drift.snapshot.json.xz").read_bytes()
     save_report(snapshot, tmp_path, "data_drift")
 
-    assert (tmp_path / "data_drift.snapshot.json.gz").read_bytes() == first
-    assert gzip.decompress(first).decode() == snapshot.dumps()
+    assert (tmp_path / "data_drift.snapshot.json.xz").read_bytes() == first
+    assert lzma.decompress(first).decode() == snapshot.dumps()
     assert not (tmp_path / "data_drift.html").exists()
 
 
 def test_a_page_name_leads_to_its_snapshot(tmp_path):
     assert snapshot_for_html(tmp_path / html_name("prediction_drift")) == snapshot_path(tmp_path, "prediction_drift")
+
+
+def test_a_snapshot_cut_short_is_an_error_naming_its_file(snapshot, tmp_path):
+    kept = save_report(snapshot, tmp_path, "data_drift")["snapshot"]
+    with open(kept, "r+b") as packed:
+        packed.truncate(1000)
+
+    with pytest.raises(UnreadableSnapshot, match="data_drift.snapshot.json.xz"):
+        render_html(kept)

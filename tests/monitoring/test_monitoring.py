@@ -65,7 +65,7 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     assert run.data.metrics["drift_share"] == result["drift_share"]
     assert {f"drift_score.{name}" for name in config.features.all} <= set(run.data.metrics)
     artifacts = {Path(item.path).name for item in registry.client().list_artifacts(run.info.run_id, "drift_report")}
-    assert {"data_drift.snapshot.json.gz", "data_drift.json", "prediction_drift.snapshot.json.gz",
+    assert {"data_drift.snapshot.json.xz", "data_drift.json", "prediction_drift.snapshot.json.xz",
             "check.json"} <= artifacts
     assert not any(name.endswith(".html") for name in artifacts), "the 4 MB pages stay out of MLflow"
     history = read_history(config.name)
@@ -148,7 +148,7 @@ def test_incomes_drifting_two_windows_in_a_row_request_a_retrain_for_drift_with_
     assert request["window"] == {"start": day(34).isoformat(), "end": day(34).isoformat()}
     assert "annual_income" in request["drifted_columns"]
     assert request["scores"]["annual_income"] < config.monitoring.drift.threshold
-    assert Path(request["report_uri"]).name == "data_drift.snapshot.json.gz" and Path(request["report_uri"]).exists()
+    assert Path(request["report_uri"]).name == "data_drift.snapshot.json.xz" and Path(request["report_uri"]).exists()
     json.dumps(request)
     assert read_history(config.name)["retrain"].tolist() == [False, True]
 

@@ -33,7 +33,7 @@ def loop_files(state_dir):
         report = settings.reports_dir() / MODEL / "drift" / f"day={when}" / "version=3"
         report.mkdir(parents=True)
         (report / "check.json").write_text("{}")
-        (report / "data_drift.snapshot.json.gz").write_bytes(b"x" * 1000)
+        (report / "data_drift.snapshot.json.xz").write_bytes(b"x" * 1000)
         log = prediction_log.predictions_dir(MODEL, when) / "host-1.jsonl"
         log.parent.mkdir(parents=True)
         log.write_text('{"probability": 0.1}\n')

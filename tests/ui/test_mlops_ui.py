@@ -215,7 +215,7 @@ def test_a_report_link_opens_the_evidently_report_rendered_from_its_snapshot(wor
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
     assert "Drift in column" in answer.text and len(answer.text) > 1_000_000
-    kept = settings.reports_dir() / page.parent / page.name.replace(".html", ".snapshot.json.gz")
+    kept = settings.reports_dir() / page.parent / page.name.replace(".html", ".snapshot.json.xz")
     assert embedded_report(answer.text) == embedded_report(render_html(kept))
 
 
@@ -223,7 +223,7 @@ def test_a_report_page_written_whole_by_an_earlier_version_still_opens(world, ai
     client = airflow_api.client()
     report = links(client.get("/mlops/models/model_00").text, "report-link")[0]
     page = settings.reports_dir() / report.split("/mlops/files/model_00/reports/", 1)[1]
-    page.with_name(page.name.replace(".html", ".snapshot.json.gz")).unlink()
+    page.with_name(page.name.replace(".html", ".snapshot.json.xz")).unlink()
     page.write_text("<html><body>a report written whole in 2025</body></html>")
 
     answer = client.get(report)
@@ -235,7 +235,7 @@ def test_an_unreadable_report_snapshot_is_an_error_naming_the_report(world, airf
     client = airflow_api.client()
     report = links(client.get("/mlops/models/model_00").text, "report-link")[-1]
     page = settings.reports_dir() / report.split("/mlops/files/model_00/reports/", 1)[1]
-    page.with_name(page.name.replace(".html", ".snapshot.json.gz")).write_bytes(b"cut short")
+    page.with_name(page.name.replace(".html", ".snapshot.json.xz")).write_bytes(b"cut short")
 
     answer = client.get(report)
 
