@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from mlops_dags.model_dags import (
     configs_for_stage,
@@ -55,12 +55,17 @@ For each day: per-column drift of the last {window} day(s) (methods and threshol
 labels ({delay} days) have arrived; the retrain policy (`monitoring.retrain_policy`: {consecutive}
 drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows} rows; a
 {cooldown}-day cooldown; at most {max_retrains} requests in {period} days) decides. The verdict
-(`check.json`, and Evidently's HTML and JSON reports for a window that requested a retrain, or
-as `monitoring.reports` says) goes to
+(`check.json`, and Evidently's reports for a window that requested a retrain, or as
+`monitoring.reports` says, kept as snapshots that the MLOps pages show as HTML) goes to
 `reports/{model}/drift/day=…/version=…/` and onto an MLflow run
 (`mlops_run_kind = drift_check`) in the `{model}` experiment; the numbers go to the metrics
 history (`include.monitoring.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
 a data-quality failure, not drift: it is left out and can never trigger a retrain.
+
+**enforce_retention** then deletes the drift reports, online prediction logs and batch predictions
+older than the model's `retention` settings (reports {reports_days}, logs {logs_days}, batch
+predictions {batch_days} days; None keeps all), counted back from the newest checked day. It never
+deletes data (landing, curated, labels, quarantine) nor a day the sensor has not checked yet.
 
 When the policy fires, the task updates the Asset `{model}__retrain_request` (through the alias
 `{model}__retrain_requests`, so that only a request makes an event) with the reason (drift or
@@ -100,6 +105,9 @@ def build(config):
             cooldown=policy.cooldown_days,
             max_retrains=policy.max_retrains,
             period=policy.period_days,
+            reports_days=config.retention.reports_days,
+            logs_days=config.retention.logs_days,
+            batch_days=config.retention.batch_predictions_days,
         ),
         params={
             "day": day_param("The newest day (YYYY-MM-DD) to check; it is checked again even when it already "
@@ -136,7 +144,21 @@ def build(config):
                       f"{request['explanation']}")
             return result
 
-        check_windows()
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def enforce_retention() -> dict:
+            """Delete the model's drift reports, prediction logs and batch predictions older than its
+            `retention` settings (never data, never a day not checked yet)."""
+            from include.monitoring import retention
+
+            result = retention.enforce_retention(config)
+            for note in result["notes"]:
+                print(note)
+            deleted = {kind: len(days) for kind, days in result["deleted"].items()}
+            print(f"Deleted day folders {deleted}, {result['freed_bytes']} bytes, keeping {result['kept_days']} "
+                  f"days counted back from {result['newest_checked_day']}")
+            return {**result, "deleted": deleted}
+
+        check_windows() >> enforce_retention()
 
     return drift_sensor()
 

@@ -13,7 +13,7 @@ tests and `bench/bench_ui.py`.
   against another version on the day a promotion took effect), with drift share, per-column scores,
   realized metric and two retrain requests (drift, then performance);
 - two quarantined batches with their `validation.json` (`storage.quarantine_batch`, the report made by
-  `validation.ValidationOutcome.to_dict`), Evidently-like HTML reports (and `check.json`) for the two
+  `validation.ValidationOutcome.to_dict`), real Evidently report snapshots (and `check.json`) for the two
   requests in the sensor's report folders (and, with `check_folders`, a `check.json` folder for every
   checked day), and GX Data Docs `index.html` pages for the quarantined days and the last three days;
 - for the first model, a replay output under `<state>/replay/<model>/latest`.
@@ -34,6 +34,7 @@ move or per day. The tests that need the real writers' own output use `tests/dep
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from include.core.jsonable import write_json_atomically
 from include.data.validation import Finding, ValidationOutcome, data_docs_dir
 from include.delivery import deployment
 from include.monitoring import retrain_policy
+from include.monitoring.evidently_reports import save_report
 from include.monitoring.retrain_policy import CheckRecord
 from include.training.continuous_training import LEVEL0_GATE_SUMMARY
 from tests.ct_world import ready_mlflow
@@ -333,9 +335,22 @@ def _write_monitoring(config: ModelConfig, plan: _Plan, days: int, rng: np.rando
                                                        record.model_version, "drift_share": record.drift_share}))
         if record.retrain:
             for kind in ("data_drift", "prediction_drift"):
-                (folder / f"{kind}.html").write_text(_html(f"Evidently {kind.replace('_', ' ')} report",
-                                                           f"{config.name} version {record.model_version}, "
-                                                           f"window {record.day}: {record.explanation}"))
+                save_report(evidently_snapshot(kind), folder, kind)
+
+
+@functools.cache
+def evidently_snapshot(kind: str):
+    """A real Evidently snapshot of report `kind`, small and made once per process (what the sensor keeps)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    column = "annual_income" if kind == "data_drift" else "prediction"
+    rng = np.random.default_rng(0)
+    definition = DataDefinition(numerical_columns=[column])
+    return Report([ValueDrift(column=column)], include_tests=True).run(
+        Dataset.from_pandas(pd.DataFrame({column: rng.normal(1.2, 1, 200)}), data_definition=definition),
+        Dataset.from_pandas(pd.DataFrame({column: rng.normal(1.0, 1, 200)}), data_definition=definition),
+    )
 
 
 def _check_folder(model: str, day: dt.date, version: str) -> Path:

@@ -420,6 +420,17 @@ class Monitoring(_Strict):
     retrain_policy: RetrainPolicy = RetrainPolicy()
 
 
+class Retention(_Strict):
+    """How many data days of derived artefacts the drift sensor's `enforce_retention` task keeps
+    (`include.monitoring.retention`): the drift reports, the online prediction log and the batch
+    predictions; None keeps them all. Counted back from the newest day the drift sensor checked.
+    Data is never deleted: the landing, curated, labels and quarantine stores are not touched."""
+
+    reports_days: Annotated[int, Field(ge=1)] | None = 90
+    logs_days: Annotated[int, Field(ge=1)] | None = 30
+    batch_predictions_days: Annotated[int, Field(ge=1)] | None = 30
+
+
 class Serving(_Strict):
     latency_budget_ms: Annotated[float, Field(gt=0)] = 50
     memory_budget_mb: Annotated[float, Field(gt=0)] = 1024
@@ -487,6 +498,7 @@ class ModelConfig(_Strict):
     training: Training
     evaluation: Evaluation
     monitoring: Monitoring = Monitoring()
+    retention: Retention = Retention()
     serving: Serving = Serving()
     deployment: Deployment = Deployment()
     replay: Replay = Replay()

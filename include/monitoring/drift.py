@@ -591,7 +591,8 @@ def write_evidently_report(
     out_dir: str | Path,
     max_rows: int = REPORT_SAMPLE_ROWS,
 ) -> dict[str, str]:
-    """Write Evidently's data drift report (HTML for people, JSON for tools) for one window.
+    """Keep Evidently's data drift report of one window: its snapshot, rendered to HTML when a person
+    opens it, and its results JSON for tools (see `include.monitoring.evidently_reports`).
 
     Both frames are cut to a deterministic sample of `max_rows` rows, so the report stays cheap
     (Evidently needs about 47 s and 0.8 GB for 1M rows). Columns the window lacks or has no value
@@ -601,10 +602,12 @@ def write_evidently_report(
     whole legacy metric suite and plotly), which the drift check itself does not need.
 
     Returns:
-        {"html": path, "json": path}
+        {"snapshot": path, "json": path}
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
+
+    from include.monitoring.evidently_reports import save_report
 
     methods = column_methods(config)
     columns = [
@@ -632,12 +635,7 @@ def write_evidently_report(
             Dataset.from_pandas(current, data_definition=definition),
             Dataset.from_pandas(reference, data_definition=definition),
         )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    html, as_json = out_dir / "data_drift.html", out_dir / "data_drift.json"
-    snapshot.save_html(str(html))  # Evidently writes nothing when given a Path
-    snapshot.save_json(str(as_json))
-    return {"html": str(html), "json": str(as_json)}
+    return save_report(snapshot, Path(out_dir), "data_drift")
 
 
 # --- helpers -------------------------------------------------------------------------------------

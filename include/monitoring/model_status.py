@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from include.core import champion_history, settings, storage
+from include.monitoring.evidently_reports import html_name, snapshot_path
 
 if TYPE_CHECKING:
     from include.core.config import ModelConfig
@@ -774,7 +775,7 @@ def _report(path: Path) -> dict:
 
 
 def _reports(model: _Model) -> list[dict]:
-    """The drift sensor's Evidently HTML reports, newest day first (a scan kept for `TTL_SECONDS`)."""
+    """The drift sensor's Evidently report pages, newest day first (a scan kept for `TTL_SECONDS`)."""
     root, drift = model.roots.reports, model.paths.drift_reports
 
     def scan() -> list[dict]:
@@ -786,11 +787,13 @@ def _reports(model: _Model) -> list[dict]:
 
 
 def _drift_reports_in(root: Path, day_dir: Path) -> list[dict]:
+    """The report pages of a day: `<kind>.html`, kept as a snapshot that the UI renders when opened
+    (`evidently_reports`), or, from an earlier version of the project, written out whole."""
     found = []
     for version_dir in _subfolders(day_dir, "version="):
         for kind in REPORT_KINDS:
-            html = version_dir / f"{kind}.html"
-            if html.is_file():
+            html = version_dir / html_name(kind)
+            if snapshot_path(version_dir, kind).is_file() or html.is_file():
                 found.append({"day": day_dir.name.removeprefix("day="),
                               "version": version_dir.name.removeprefix("version="), "kind": kind,
                               "root": "reports", "path": html.relative_to(root).as_posix()})

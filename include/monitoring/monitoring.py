@@ -14,8 +14,10 @@ What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.
 
 and for people: `check.json` (the verdict and its numbers) and, for a window whose data or
 predictions drifted or that requested a retrain (or every window, `monitoring.reports:
-every_check`), Evidently's HTML and JSON reports (data drift, and prediction drift), all in
-`<reports>/<model>/drift/day=D/version=V/`; the same files and the numbers on an MLflow run of
+every_check`), Evidently's reports (data drift, and prediction drift) as compressed (xz) snapshots that
+the MLOps UI renders to HTML when a person opens one, with their results JSON
+(`include.monitoring.evidently_reports`), all in `<reports>/<model>/drift/day=D/version=V/`;
+the same small files and the numbers on an MLflow run of
 the model's experiment (tag `mlops_run_kind = drift_check`), and one row in the metrics history
 (`include.monitoring.retrain_policy.read_history`).
 
@@ -529,7 +531,7 @@ def run_check(
     request = None
     if check.decision.retrain:
         request = retrain_request_metadata(
-            check.decision, check.window, check.drift, reports.get("data_drift_html"), check.realized,
+            check.decision, check.window, check.drift, reports.get("data_drift_snapshot"), check.realized,
             model_version=champion.version,
         )
         request["change_start"] = change_start(config, day, check.decision.reason).isoformat()
@@ -742,20 +744,20 @@ def wants_reports(config: ModelConfig, check: WindowCheck) -> bool:
 def write_reports(
     config: ModelConfig, profile: ReferenceProfile, window: pd.DataFrame, scores: np.ndarray | None, folder: Path
 ) -> dict[str, str]:
-    """Evidently's data drift report of the window and its prediction drift report, HTML and JSON.
+    """Evidently's data drift report of the window and its prediction drift report: snapshot and results JSON.
 
     Returns:
-        {"data_drift_html", "data_drift_json", "prediction_drift_html", "prediction_drift_json"}
+        {"data_drift_snapshot", "data_drift_json", "prediction_drift_snapshot", "prediction_drift_json"}
         for the reports that could be made (none for an empty window).
     """
     folder.mkdir(parents=True, exist_ok=True)
     reports: dict[str, str] = {}
     if len(window):
         written = write_evidently_report(config, profile.sample, window, folder)
-        reports.update({"data_drift_html": written["html"], "data_drift_json": written["json"]})
+        reports.update({"data_drift_snapshot": written["snapshot"], "data_drift_json": written["json"]})
     if scores is not None and len(scores) and profile.scores is not None:
         written = write_prediction_drift_report(config, profile.scores.sorted_values, scores, folder)
-        reports.update({"prediction_drift_html": written["html"], "prediction_drift_json": written["json"]})
+        reports.update({"prediction_drift_snapshot": written["snapshot"], "prediction_drift_json": written["json"]})
     return reports
 
 
@@ -773,6 +775,7 @@ def write_prediction_drift_report(
     from evidently.metrics import ValueDrift
 
     from include.monitoring.drift import _prediction_method
+    from include.monitoring.evidently_reports import save_report
 
     chosen = _prediction_method(config)
     positions = np.linspace(0, len(reference_scores) - 1, min(max_rows, len(reference_scores))).round()
@@ -792,10 +795,7 @@ def write_prediction_drift_report(
             Dataset.from_pandas(current, data_definition=definition),
             Dataset.from_pandas(reference, data_definition=definition),
         )
-    html, as_json = folder / "prediction_drift.html", folder / "prediction_drift.json"
-    snapshot.save_html(str(html))
-    snapshot.save_json(str(as_json))
-    return {"html": str(html), "json": str(as_json)}
+    return save_report(snapshot, folder, "prediction_drift")
 
 
 # --- the MLflow monitoring run -------------------------------------------------------------------

@@ -30,7 +30,7 @@ training), as built by `retrain_request_metadata`:
     drift_share      drifted columns / configured features
     metric           the primary metric's name, e.g. "roc_auc"
     realized_metric  its realized value on the labeled window, or null
-    report_uri       the Evidently HTML report of the window, or null
+    report_uri       the Evidently snapshot of the window (the MLOps UI shows it as HTML), or null
     model_version    the champion version the window was compared with
     explanation      the policy's sentence on why it fired
     change_start     "YYYY-MM-DD": when the world changed, as far as the check can tell

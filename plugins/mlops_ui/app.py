@@ -11,7 +11,8 @@ Routes (HTML unless said):
   GET /models/{model}                      a model
   GET /dags/{dag_id}                       the Model tab of a DAG: the page of its model (`<model>__<stage>`)
   GET /tasks/{dag_id}/{run_id}/{task_id}   the reports a task instance made
-  GET /files/{model}/{root}/{path}         a report, Data Docs or replay file (see `files`)
+  GET /files/{model}/{root}/{path}         a report, Data Docs or replay file (see `files`); a drift
+                                           report page rendered from its snapshot (`rendered_reports`)
   GET /static/plotly.min.js                Plotly's JavaScript, from the installed plotly package
   GET /api/fleet, GET /api/models/{model}  what the pages render, as JSON
   GET /ping                                a trivial route (the baseline of bench/bench_ui.py)
@@ -28,12 +29,13 @@ import plotly
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.core import settings
 from include.core.config import ModelConfig, discover_model_configs
 from include.monitoring import model_status
+from include.monitoring.evidently_reports import UnreadableSnapshot
 from mlops_ui import files, pages
 from mlops_ui.airflow_access import (
     ModelDags,
@@ -44,6 +46,7 @@ from mlops_ui.airflow_access import (
     stage_of_dag,
     task_days,
 )
+from mlops_ui.rendered_reports import RenderedPages
 
 MOUNT_PATH = "/mlops"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -81,6 +84,7 @@ class ModelConfigs:
 
 
 model_configs = ModelConfigs()
+rendered_pages = RenderedPages()
 
 
 @app.exception_handler(StarletteHTTPException)
@@ -183,12 +187,20 @@ def task_reports(dag_id: str, run_id: str, task_id: str, request: Request, user:
 
 
 @app.get("/files/{model}/{root}/{path:path}")
-def report_file(model: str, root: str, path: str, user: GetUserDep) -> FileResponse:
+def report_file(model: str, root: str, path: str, user: GetUserDep) -> Response:
+    """The file, or for a drift report page kept as a snapshot, the page rendered from it."""
     _readable_model(user, model)
     found = files.resolve(model, root, path)
-    if found is None:
+    if found is not None:
+        return FileResponse(found, media_type=MEDIA_TYPES.get(found.suffix))
+    snapshot = files.report_snapshot(model, root, path)
+    if snapshot is None:
         raise HTTPException(404, f"No file {path!r} under {root!r} for model {model!r}.")
-    return FileResponse(found, media_type=MEDIA_TYPES.get(found.suffix))
+    try:
+        return HTMLResponse(rendered_pages.page(snapshot))
+    except (OSError, UnreadableSnapshot) as error:
+        raise HTTPException(500, f"The report {path!r} of model {model!r} cannot be shown: its snapshot "
+                                 f"{snapshot.name} is unreadable ({type(error).__name__}).") from error
 
 
 @app.get("/static/plotly.min.js")

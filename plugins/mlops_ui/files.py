@@ -5,6 +5,10 @@ it. A request names the same, plus the model whose access the user was checked f
 served only when its path lies in one of that model's folders of the root and, once symbolic
 links are resolved, still under the root. Anything else is "not found", so the answer says
 nothing about files outside.
+
+A drift report page (`<kind>.html` in a check's folder) is kept as the snapshot it is rendered
+from (`include.monitoring.evidently_reports`): `report_snapshot` finds that snapshot, by the same
+rules.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import fnmatch
 from pathlib import Path, PurePosixPath
 
 from include.core import settings
+from include.monitoring.evidently_reports import HTML_SUFFIX, snapshot_for_html
 
 ROOTS = {"reports": settings.reports_dir, "data": settings.data_dir, "state": settings.state_dir}
 
@@ -44,3 +49,10 @@ def resolve(model: str, root: str, path: str) -> Path | None:
     if not candidate.is_relative_to(base) or not candidate.is_file():
         return None
     return candidate
+
+
+def report_snapshot(model: str, root: str, path: str) -> Path | None:
+    """The snapshot a report page `path` is rendered from, or None when it has none to serve."""
+    if root != "reports" or not path.endswith(HTML_SUFFIX):
+        return None
+    return resolve(model, root, snapshot_for_html(PurePosixPath(path)).as_posix())

@@ -132,7 +132,7 @@ def test_drift_requests_a_retrain_and_continuous_training_learns_from_the_change
     after_calm = len(request_events())
     fired = run_sensor(day(34))
 
-    assert calm == fired == {"check_windows": "success"}
+    assert calm == fired == {"check_windows": "success", "enforce_retention": "success"}
     assert after_calm == before, "one drifted window is not enough, and a run without a request emits no event"
     [event] = request_events()[before:]
     assert set(RETRAIN_REQUEST_KEYS) <= set(event.extra)
@@ -162,7 +162,7 @@ def test_rerunning_the_window_that_requested_a_retrain_does_not_request_it_again
 
     again = run_sensor(day(34))
 
-    assert again == {"check_windows": "success"}
+    assert again == {"check_windows": "success", "enforce_retention": "success"}
     assert len(request_events()) == before
     assert len(read_history(world.name)) == 2
     assert find_monitoring_run(world, day(34), "1").data.tags["retrain_request_emitted"] == "true"
@@ -174,7 +174,7 @@ def test_one_run_catches_up_on_every_day_the_champion_served_in_order(airflow_db
 
     states = run_sensor(day(35))
 
-    assert states == {"check_windows": "success"}
+    assert states == {"check_windows": "success", "enforce_retention": "success"}
     history = read_history(world.name)
     assert list(history["day"]) == [day(offset) for offset in range(32, 36)]
     assert set(history["model_version"]) == {"1"}
@@ -186,4 +186,4 @@ def test_the_sensor_is_skipped_without_a_champion(airflow_db, state_dir, demo_co
 
     states = run_sensor(day(2))
 
-    assert states == {"check_windows": "skipped"}
+    assert states == {"check_windows": "skipped", "enforce_retention": "success"}

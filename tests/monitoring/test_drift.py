@@ -23,6 +23,7 @@ from include.monitoring.drift import (
     wasserstein_distance_sorted,
     write_evidently_report,
 )
+from include.monitoring.evidently_reports import render_html
 
 EMPLOYMENT = ["salaried", "self_employed", "unemployed", "retired", "student"]
 EMPLOYMENT_SHARES = [0.7, 0.12, 0.08, 0.05, 0.05]
@@ -276,15 +277,18 @@ def test_wasserstein_matches_scipy():
 # --- the Evidently report ------------------------------------------------------------------------
 
 
-def test_the_evidently_report_writes_html_and_json_with_the_configured_methods(config, profile, tmp_path):
+def test_the_evidently_report_keeps_a_snapshot_that_renders_and_json_with_the_configured_methods(
+    config, profile, tmp_path
+):
     window = applications(800, seed=15)
     window["annual_income"] *= 1.5
     window.loc[:9, "region"] = "central"
 
     written = write_evidently_report(config, profile.sample, window, tmp_path / "report")
 
-    html, report = open(written["html"]).read(), json.load(open(written["json"]))
-    assert len(html) > 10_000 and "<html" in html.lower()
+    html, report = render_html(written["snapshot"]), json.load(open(written["json"]))
+    assert len(html) > 10_000 and "<html" in html.lower() and "annual_income" in html
+    assert not (tmp_path / "report" / "data_drift.html").exists()
     methods = {
         metric["config"]["column"]: metric["config"]["method"]
         for metric in report["metrics"]

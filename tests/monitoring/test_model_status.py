@@ -12,6 +12,7 @@ import pytest
 from include.core import champion_history, registry, settings
 from include.delivery import deployment
 from include.monitoring import model_status
+from include.monitoring.evidently_reports import snapshot_for_html
 from include.monitoring.model_status import fleet_status, reports_of_day
 from include.monitoring.model_status import model_status as status_of
 from tests.ct_world import fill_stores, ready_mlflow
@@ -221,7 +222,11 @@ def test_reports_and_data_docs_are_listed_newest_first_under_the_reports_root(fl
     assert {report["kind"] for report in status["reports"]} == {"data_drift", "prediction_drift"}
     assert [report["day"] for report in status["reports"]] == sorted(
         (report["day"] for report in status["reports"]), reverse=True)
-    for link in status["reports"] + status["data_docs"]:
+    for link in status["reports"]:
+        page = settings.reports_dir() / link["path"]
+        assert link["root"] == "reports" and page.name == f"{link['kind']}.html"
+        assert snapshot_for_html(page).is_file(), "a drift report page is kept as the snapshot it is rendered from"
+    for link in status["data_docs"]:
         assert link["root"] == "reports" and (settings.reports_dir() / link["path"]).is_file()
     assert {site["suite"] for site in status["data_docs"]} == {"features", "labels"}
     assert status["data_docs"][0]["day"] > status["data_docs"][-1]["day"]

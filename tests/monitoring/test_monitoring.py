@@ -12,6 +12,7 @@ from include.core import registry, settings, storage
 from include.delivery import batch_prediction, deployment
 from include.monitoring import monitoring
 from include.monitoring.drift import ReferenceProfile, reference_profile_path
+from include.monitoring.evidently_reports import render_html
 from include.monitoring.retrain_policy import append_check, check_record, read_history
 from include.training.training_triggers import RETRAIN_REQUEST_KEYS
 from tests.monitoring_world import day, make_champion, monitored_world
@@ -50,9 +51,11 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
 
     assert result["model_version"] == version and result["rows"] == ROWS_PER_DAY
     assert result["decision"]["retrain"] is False and result["request"] is None
-    for name in ("data_drift_html", "data_drift_json", "prediction_drift_html", "prediction_drift_json", "check"):
+    for name in ("data_drift_snapshot", "data_drift_json", "prediction_drift_snapshot", "prediction_drift_json",
+                 "check"):
         assert Path(result["reports"][name]).stat().st_size > 0, name
-    assert Path(result["reports"]["data_drift_html"]).is_relative_to(settings.reports_dir())
+    assert Path(result["reports"]["data_drift_snapshot"]).is_relative_to(settings.reports_dir())
+    assert "annual_income" in render_html(Path(result["reports"]["data_drift_snapshot"]))
     evidently = json.loads(Path(result["reports"]["prediction_drift_json"]).read_text())
     assert any("ValueDrift" in metric["config"]["type"] for metric in evidently["metrics"])
     run = registry.client().get_run(result["mlflow_run_id"])
@@ -62,7 +65,9 @@ def test_a_check_keeps_evidently_reports_an_mlflow_run_and_a_history_row(world):
     assert run.data.metrics["drift_share"] == result["drift_share"]
     assert {f"drift_score.{name}" for name in config.features.all} <= set(run.data.metrics)
     artifacts = {Path(item.path).name for item in registry.client().list_artifacts(run.info.run_id, "drift_report")}
-    assert {"data_drift.html", "data_drift.json", "prediction_drift.html", "check.json"} <= artifacts
+    assert {"data_drift.snapshot.json.xz", "data_drift.json", "prediction_drift.snapshot.json.xz",
+            "check.json"} <= artifacts
+    assert not any(name.endswith(".html") for name in artifacts), "the 4 MB pages stay out of MLflow"
     history = read_history(config.name)
     assert list(history["day"]) == [day(33)]
     assert {f"score__{name}" for name in config.features.all} <= set(history.columns)
@@ -80,7 +85,7 @@ def test_by_default_only_a_window_that_requested_a_retrain_gets_evidently_report
     assert json.loads(Path(calm["reports"]["check"]).read_text())["decision"] == calm["decision"]
     assert drifted["dataset_drifted"] and set(drifted["reports"]) == {"check"}
     assert requested["decision"]["retrain"]
-    assert {"data_drift_html", "prediction_drift_json"} <= set(requested["reports"])
+    assert {"data_drift_snapshot", "prediction_drift_json"} <= set(requested["reports"])
 
 
 def test_with_reports_on_drift_a_window_that_drifted_gets_evidently_reports(world):
@@ -90,7 +95,7 @@ def test_with_reports_on_drift_a_window_that_drifted_gets_evidently_reports(worl
 
     drifted = monitoring.run_check(config, day(34))
 
-    assert drifted["dataset_drifted"] and {"data_drift_html", "prediction_drift_json"} <= set(drifted["reports"])
+    assert drifted["dataset_drifted"] and {"data_drift_snapshot", "prediction_drift_json"} <= set(drifted["reports"])
 
 
 def with_monitoring_reports(config, reports: str):
@@ -143,7 +148,7 @@ def test_incomes_drifting_two_windows_in_a_row_request_a_retrain_for_drift_with_
     assert request["window"] == {"start": day(34).isoformat(), "end": day(34).isoformat()}
     assert "annual_income" in request["drifted_columns"]
     assert request["scores"]["annual_income"] < config.monitoring.drift.threshold
-    assert Path(request["report_uri"]).name == "data_drift.html" and Path(request["report_uri"]).exists()
+    assert Path(request["report_uri"]).name == "data_drift.snapshot.json.xz" and Path(request["report_uri"]).exists()
     json.dumps(request)
     assert read_history(config.name)["retrain"].tolist() == [False, True]
 

@@ -18,6 +18,8 @@ import yaml
 
 from include.core import settings
 from include.monitoring import model_status
+from include.monitoring.evidently_reports import render_html
+from tests.monitoring.test_evidently_reports import embedded_report
 from tests.status_world import build_status_world
 
 MODELS = ("model_00", "model_01", "model_02")
@@ -203,14 +205,42 @@ def test_the_chart_of_a_first_checked_day_spans_two_weeks_and_a_longer_history_i
     assert "range" not in months["layout"]["xaxis"], "Plotly fits the axis to the checked days"
 
 
-def test_a_report_link_opens_the_evidently_report(world, airflow_api):
+def test_a_report_link_opens_the_evidently_report_rendered_from_its_snapshot(world, airflow_api):
     client = airflow_api.client()
     report = links(client.get("/mlops/models/model_00").text, "report-link")[0]
+    page = Path(report.split("/mlops/files/model_00/reports/", 1)[1])
     answer = client.get(report)
 
+    assert not (settings.reports_dir() / page).exists(), "the page is kept as its snapshot only"
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
-    assert "Evidently" in answer.text
+    assert "Drift in column" in answer.text and len(answer.text) > 1_000_000
+    kept = settings.reports_dir() / page.parent / page.name.replace(".html", ".snapshot.json.xz")
+    assert embedded_report(answer.text) == embedded_report(render_html(kept))
+
+
+def test_a_report_page_written_whole_by_an_earlier_version_still_opens(world, airflow_api):
+    client = airflow_api.client()
+    report = links(client.get("/mlops/models/model_00").text, "report-link")[0]
+    page = settings.reports_dir() / report.split("/mlops/files/model_00/reports/", 1)[1]
+    page.with_name(page.name.replace(".html", ".snapshot.json.xz")).unlink()
+    page.write_text("<html><body>a report written whole in 2025</body></html>")
+
+    answer = client.get(report)
+
+    assert answer.status_code == 200 and "written whole in 2025" in answer.text
+
+
+def test_an_unreadable_report_snapshot_is_an_error_naming_the_report(world, airflow_api):
+    client = airflow_api.client()
+    report = links(client.get("/mlops/models/model_00").text, "report-link")[-1]
+    page = settings.reports_dir() / report.split("/mlops/files/model_00/reports/", 1)[1]
+    page.with_name(page.name.replace(".html", ".snapshot.json.xz")).write_bytes(b"cut short")
+
+    answer = client.get(report)
+
+    assert answer.status_code == 500
+    assert page.name in html.unescape(answer.text) and "model_00" in answer.text
 
 
 def test_the_timeline_tells_each_versions_verdict_and_fate(world, airflow_api):
