@@ -65,6 +65,7 @@ STAGES = (
     "drift_sensor",
     "model_rollback",
     "level0_manual_training",
+    "history_import",
 )
 TRAINING_REASON = "release verification"
 FINISHED = {"success", "failed"}
