@@ -20,6 +20,10 @@ from mlops_dags.model_dags import (
 )
 
 STAGE = "history_import"
+PARALLEL_CHUNKS = 2
+"""Chunks one run imports at a time: the reference machine's cores. Each chunk is a process holding
+Great Expectations and pandas, so more at once would compete for the same cores and memory (and with
+the other models' tasks) without finishing sooner."""
 
 DOC = """
 ### History import for `{model}`
@@ -30,7 +34,7 @@ past before the model's first training, or to fill a long gap; daily ingestion s
 days arrive.
 
 1. **plan_chunks**: cut the range into chunks of **chunk_days** days.
-2. **import_chunk** (one mapped task per chunk, run in parallel): each day goes through the steps
+2. **import_chunk** (one mapped task per chunk, {parallel} at a time): each day goes through the steps
    of `{model}__data_ingestion` with the same Great Expectations suites: land the batch, validate
    it, store the labels that arrived that day, publish it to the curated store. A bad day is moved
    to `quarantine/day=…/` with its GX report, and the other days still curate; labels that fail
@@ -59,7 +63,7 @@ def build(config):
         is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
-        doc_md=DOC.format(model=config.name, first_day=data_start(config),
+        doc_md=DOC.format(model=config.name, first_day=data_start(config), parallel=PARALLEL_CHUNKS,
                           last_day=f" or the source's last day, {end}, if earlier" if end else ""),
         params={
             "start": Param(None, type=["null", "string"], format="date", title="First day",
@@ -90,7 +94,7 @@ def build(config):
             print(f"Importing {sum(map(len, chunks))} days from {start} to {last} in {len(chunks)} chunk(s)")
             return chunks
 
-        @task
+        @task(max_active_tis_per_dagrun=PARALLEL_CHUNKS)
         def import_chunk(days: list[str]) -> dict:
             """Land, validate, store labels and publish each day of the chunk; a bad day goes to quarantine."""
             from include.data import history_import as history
