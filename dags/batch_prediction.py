@@ -27,7 +27,8 @@ DOC = """
 ### Batch prediction for `{model}`
 
 Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), for the
-day the batch event names; or by hand for the day in the **day** field.
+day the batch event names (every curated day of the range a history import's event names); or by
+hand for the day in the **day** field.
 
 **score_curated_batch**: load the version that served the day (the champion history: a re-run of
 an old day scores it with the model that served it then), score the day's curated batch, and
@@ -73,7 +74,7 @@ def build(config):
                 except bp.NothingToScore as exc:
                     skipped.append(str(exc))
             if not scored:
-                raise AirflowSkipException("; ".join(skipped))
+                raise AirflowSkipException(in_short(skipped))
             for reason in skipped:
                 print(f"Skipped: {reason}")
             return scored
@@ -81,6 +82,12 @@ def build(config):
         score_curated_batch()
 
     return batch_prediction()
+
+
+def in_short(reasons: list[str], shown: int = 3) -> str:
+    """The first reasons and how many more: a history import's event can leave hundreds of days unscored."""
+    more = f"; and {len(reasons) - shown} more day(s)" if len(reasons) > shown else ""
+    return "; ".join(reasons[:shown]) + more
 
 
 for model_config in configs_for_stage(STAGE):

@@ -33,7 +33,8 @@ DOC = """
 
 Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), and once a
 day (`{schedule}`, also for `airflow backfill create`); or by hand for the day in the **day** field.
-One run at a time.
+One run at a time. A history import's one event for a whole range makes one run like any other:
+days no version served (history from before the first champion) are not checked.
 
 **check_windows** checks, oldest first, every day up to the run's day (the **day** field, else the
 run's data interval for a scheduled or backfilled run, else the newest curated day) that a version

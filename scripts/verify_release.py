@@ -65,6 +65,7 @@ STAGES = (
     "drift_sensor",
     "model_rollback",
     "level0_manual_training",
+    "history_import",
 )
 # Stages only a model that opts in has (`feature_store: feast`); verify-release does not check them yet.
 OPT_IN_STAGES = ("feature_materialization",)

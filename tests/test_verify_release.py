@@ -126,10 +126,10 @@ def test_the_dags_expected_of_a_model_are_one_per_stage_file_in_dags():
     assert set(verify_release.STAGES) | set(verify_release.OPT_IN_STAGES) == stages
 
 
-def test_a_model_has_seven_dags_named_model_double_underscore_stage():
+def test_a_model_has_eight_dags_named_model_double_underscore_stage():
     dag_ids = verify_release.expected_dag_ids("credit_default")
 
-    assert len(dag_ids) == 7
+    assert len(dag_ids) == 8
     assert "credit_default__continuous_training" in dag_ids
     assert all(dag_id.startswith("credit_default__") for dag_id in dag_ids)
 

@@ -102,8 +102,10 @@ def interval_day(context) -> dt.date:
 
 
 def event_days(context) -> list[dt.date]:
-    """The days named by the Asset events that triggered the run (their `day` extra), oldest first.
+    """The days named by the Asset events that triggered the run, oldest first.
 
+    A daily batch's event names its `day`; a history import's names a range (`first_day` to
+    `last_day`), whose days are those it curated: all but its `quarantined` and `missing` ones.
     Empty for a run no event triggered, or when a person named the day in the `day` Param (the
     Param wins: a manual run scores the day it asks for).
     """
@@ -112,9 +114,14 @@ def event_days(context) -> list[dt.date]:
     days = set()
     for events in (context.get("triggering_asset_events") or {}).values():
         for event in events:
-            day = (event.extra or {}).get("day")
-            if day:
-                days.add(dt.date.fromisoformat(day))
+            extra = event.extra or {}
+            if extra.get("day"):
+                days.add(dt.date.fromisoformat(extra["day"]))
+            elif extra.get("first_day") and extra.get("last_day"):
+                first, last = dt.date.fromisoformat(extra["first_day"]), dt.date.fromisoformat(extra["last_day"])
+                left_out = {*extra.get("quarantined", ()), *extra.get("missing", ())}
+                days.update(first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)
+                            if (first + dt.timedelta(days=offset)).isoformat() not in left_out)
     return sorted(days)
 
 

@@ -408,23 +408,69 @@ def _replace_dir(new: Path, target: Path) -> None:
         new.rename(target)
 
 
-def _run_checkpoint(
-    suite: gx.ExpectationSuite, applicable: list[Any], frame: pd.DataFrame, run_name: str, site: Path | None
+@functools.cache
+def _reusable_batch_definition() -> Any:
+    """One in-memory GX context and whole-DataFrame batch definition per process, for runs without Data Docs.
+
+    A checkpoint run pays for a new context, stores and freshness checks on every batch (about
+    half of a day's validation time); validating without Data Docs needs none of that, so the
+    days of a replay or of a history import's chunk share this one.
+    """
+    return (
+        _ephemeral_context()
+        .data_sources.add_pandas("batches")
+        .add_dataframe_asset("batch")
+        .add_batch_definition_whole_dataframe("whole batch")
+    )
+
+
+def _run_validator(
+    suite: gx.ExpectationSuite, applicable: list[Any], frame: pd.DataFrame, run_name: str
 ) -> dict[str, Any]:
-    """Validate `frame` against the applicable expectations and build the Data Docs site into `site` (if any)."""
+    """Validate `frame` against the applicable expectations, without a checkpoint or Data Docs.
+
+    It is GX's own `Validator`, the one a checkpoint runs, with the same result format, so the
+    results are the same; the report's `meta` lacks only the checkpoint's run identifiers.
+    """
+    import copy
+    import uuid
+
+    import great_expectations as gx
+    from great_expectations.validator.v1_validator import Validator
+
+    to_run = gx.ExpectationSuite(
+        name=suite.name, expectations=[copy.copy(each) for each in applicable], meta=suite.meta
+    )
+    for expectation in to_run.expectations:
+        expectation.id = str(uuid.uuid4())  # what orders the results, as a context's suite store would
+    validator = Validator(
+        batch_definition=_reusable_batch_definition(),
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "SUMMARY"},
+    )
+    report = validator.validate_expectation_suite(to_run).to_json_dict()
+    report["meta"]["run_name"] = run_name
+    order = {expectation.id: index for index, expectation in enumerate(to_run.expectations)}
+    report["results"].sort(key=lambda each: order.get(each["expectation_config"].get("id"), len(order)))
+    return report
+
+
+def _run_checkpoint(
+    suite: gx.ExpectationSuite, applicable: list[Any], frame: pd.DataFrame, run_name: str, site: Path
+) -> dict[str, Any]:
+    """Validate `frame` against the applicable expectations and build the Data Docs site into `site`."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = _ephemeral_context()
-    if site is not None:
-        context.add_data_docs_site(
-            "validation",
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
+    context.add_data_docs_site(
+        "validation",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     batch_definition = (
         context.data_sources.add_pandas("batches")
         .add_dataframe_asset(run_name)
@@ -438,8 +484,7 @@ def _run_checkpoint(
         gx.Checkpoint(
             name=run_name,
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["validation"])]
-            if site is not None else [],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["validation"])],
             result_format={"result_format": "SUMMARY"},
         )
     )
@@ -462,8 +507,9 @@ def validate_batch(
         frame: The batch as read from the landing file, before any cleaning.
         day: The day the batch belongs to; its timestamps must fall within it.
         suite_kind: "features" for the daily feature batch, "labels" for the day's feedback.
-        data_docs: False skips the Data Docs site (a replay's throw-away ingestion, which nobody
-            browses, spends about 40 % of its validation time building them).
+        data_docs: False skips the Data Docs site (a replay's throw-away ingestion and a history
+            import, which nobody browses day by day): the suite then runs without a checkpoint, on
+            a GX context the process keeps, at well under half the time per batch.
 
     Returns:
         The outcome; `describe_failures(outcome)` words it for a task failure.
@@ -482,7 +528,7 @@ def validate_batch(
 
     if not data_docs:
         with _quiet_gx_logging():
-            report = _run_checkpoint(suite, applicable, frame, f"{config.name}__{suite_kind}__{day}", None)
+            report = _run_validator(suite, applicable, frame, f"{config.name}__{suite_kind}__{day}")
         return _outcome(config.name, day, suite_kind, frame, report, skipped, None)
     site = data_docs_dir(config.name, day, suite_kind)
     site.parent.mkdir(parents=True, exist_ok=True)

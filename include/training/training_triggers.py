@@ -4,7 +4,8 @@ Google's Level 1 names five triggers; each run records which one started it:
 
     on_demand    a person (UI form, CLI `--conf`, REST API)
     schedule     the cron in `training.schedule`
-    new_data     curated batches arrived (trains after every `training.every_n_batches` of them)
+    new_data     curated batches arrived (trains after every `training.every_n_batches` of them); a
+                 history import's one event for a range is one run, whose days all count
     drift        the drift sensor's retrain request, reason "drift"
     performance  the drift sensor's retrain request, reason "performance"
 
@@ -92,8 +93,10 @@ def describe_trigger(run_type: Any, asset_events: Mapping[str, list[Mapping]], c
         trigger = request.get("reason") if request.get("reason") in ("drift", "performance") else "drift"
         return {"trigger": trigger, "reason": f"retrain requested: {trigger}", "request": request}
     if asset_events:
-        batches = sum(len(extras) for extras in asset_events.values())
-        return {"trigger": "new_data", "reason": f"{batches} new curated batch event(s)", "request": None}
+        extras = [extra for each in asset_events.values() for extra in each]
+        days = sum(extra.get("days", 1) if "first_day" in extra else 1 for extra in extras)
+        return {"trigger": "new_data", "reason": f"{days} new curated day(s) in {len(extras)} batch event(s)",
+                "request": None}
     if run_type_name(run_type) == "scheduled":
         return {"trigger": "schedule", "reason": "scheduled retraining", "request": None}
     return {"trigger": "on_demand", "reason": conf_reason or "manual", "request": None}

@@ -135,7 +135,7 @@ def test_a_new_models_dags_are_created_unpaused_unless_its_config_says_paused_on
 
     parse_and_sync_dags_folder()
 
-    assert len(paused_in_db(unpaused)) == len(paused_in_db(paused)) == 7
+    assert len(paused_in_db(unpaused)) == len(paused_in_db(paused)) == 8
     assert set(paused_in_db(unpaused).values()) == {False}
     assert set(paused_in_db(paused).values()) == {True}
 

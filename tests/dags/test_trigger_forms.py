@@ -28,7 +28,7 @@ from include.core import settings
 from tests.dags.test_dags import SECOND_MODEL, load_dagbag
 
 STAGES = {"data_ingestion", "continuous_training", "level0_manual_training", "model_deployment",
-          "model_rollback", "batch_prediction", "drift_sensor"}
+          "model_rollback", "batch_prediction", "drift_sensor", "history_import"}
 
 
 def ui_requires(schema: dict) -> bool:

@@ -274,3 +274,23 @@ def test_an_unreadable_file_gets_a_report_naming_the_error(tmp_path):
         "batch 2026-03-12 failed 1 blocking expectation: file_is_readable: ValueError: binary content at byte 12"
     )
     json.dumps(report)
+
+
+# --- without Data Docs ---------------------------------------------------------------------------
+
+
+def test_validating_without_data_docs_reaches_the_same_verdict_findings_and_order(state_dir, demo_config):
+    frame = applications()
+    frame.loc[frame.index[:5], "age"] = 150
+    frame.loc[frame.index[:3], "region"] = "atlantis"
+
+    with_docs = validate_batch(demo_config, frame, DAY)
+    without = [validate_batch(demo_config, frame, DAY, data_docs=False) for _ in range(2)]
+
+    for outcome in without:
+        assert outcome.data_docs_index is None
+        assert describe_failures(outcome) == describe_failures(with_docs)
+        assert outcome.summary == with_docs.summary
+        assert [result["expectation_config"]["type"] for result in outcome.report["results"]] == [
+            result["expectation_config"]["type"] for result in with_docs.report["results"]
+        ]

@@ -24,6 +24,19 @@ def test_curated_batch_events_are_the_new_data_trigger():
     assert describe_trigger("asset_triggered", events, None)["trigger"] == "new_data"
 
 
+def test_a_history_import_is_one_new_data_run_that_counts_its_days(state_dir, demo_config):
+    first = dt.date(2026, 1, 1)
+    _curate([first + dt.timedelta(days=i) for i in range(600)])
+    event = {"first_day": "2026-01-01", "last_day": "2027-08-23", "days": 600, "rows": 100_000, "quarantined": []}
+
+    described = describe_trigger("asset_triggered", {"credit_default__curated_batch": [event, {"day": "2027-08-24"}]},
+                                 None)
+
+    assert described["trigger"] == "new_data"
+    assert described["reason"] == "601 new curated day(s) in 2 batch event(s)"
+    assert should_train(demo_config, "new_data")[0] is True
+
+
 @pytest.mark.parametrize("reason", ["drift", "performance"])
 def test_a_retrain_request_names_drift_or_performance(reason):
     request = {"reason": reason, "window": {"start": "2026-05-01", "end": "2026-05-02"}}

@@ -1,0 +1,144 @@
+"""History import: land, validate and curate a long range of past days in chunks, not one run per day.
+
+Each day of a chunk goes through the steps of daily ingestion (`include.data.ingestion`: land,
+validate, land the day's labels, publish), so a day passes the same GX suites and a bad day is
+quarantined with its report exactly as daily ingestion would quarantine it; the other days of the
+range still curate. What a chunk saves is the fixed cost: Great Expectations is imported and its
+context set up once per process (`validation.validate_batch` without Data Docs reuses one), and
+the days of a chunk share one Airflow task instead of four each. No Data Docs site is built for an
+imported day (its report is in quarantine when it failed).
+
+Re-importing a range replaces its curated and labels partitions, and a bad day's batch lands in
+the same content-named quarantine folder again, so a re-run never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from include.core import storage
+from include.core.config import ModelConfig
+from include.data import ingestion, sources
+
+DEFAULT_CHUNK_DAYS = 50
+"""Days per chunk: GX's setup (seconds) is paid once per chunk, while enough chunks remain for
+Airflow to run them in parallel (600 days make 12 chunks)."""
+
+CURATED, QUARANTINED, MISSING = "curated", "quarantined", "missing"
+
+
+def _day(value: dt.date | str) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def plan_chunks(start: dt.date | str, end: dt.date | str, chunk_days: int = DEFAULT_CHUNK_DAYS) -> list[list[str]]:
+    """The days from `start` to `end` (both included), oldest first, cut into chunks of `chunk_days`.
+
+    Returns:
+        The chunks as lists of ISO days (small enough for XCom, one mapped task each).
+
+    Raises:
+        ValueError: `end` is before `start`, or `chunk_days` is below 1; the message names them.
+    """
+    first, last = _day(start), _day(end)
+    if last < first:
+        raise ValueError(f"history import: end {last} is before start {first}; expected start <= end")
+    if isinstance(chunk_days, bool) or not isinstance(chunk_days, int) or chunk_days < 1:
+        raise ValueError(f"history import: chunk_days must be a whole number >= 1, got {chunk_days!r}")
+    days = [(first + dt.timedelta(days=offset)).isoformat() for offset in range((last - first).days + 1)]
+    return [days[index:index + chunk_days] for index in range(0, len(days), chunk_days)]
+
+
+def import_day(config: ModelConfig, day: dt.date) -> dict:
+    """Land, validate, store the labels of, and publish one day, as daily ingestion does.
+
+    Returns:
+        {"day", "status": "curated" | "quarantined" | "missing", "rows", "error" (why it was not
+        curated, or None), "labels_rows", "labels_error" (why the day's labels were not stored,
+        or None)}.
+    """
+    result = {"day": day.isoformat(), "status": CURATED, "rows": 0, "error": None, "labels_rows": 0,
+              "labels_error": None}
+    try:
+        labels = ingestion.land_labels(config, day, data_docs=False)
+        result["labels_rows"] = labels["rows"]
+    except (ingestion.BatchRejected, sources.UnreadableBatch) as exc:
+        result["labels_error"] = str(exc)
+    try:
+        landed = ingestion.land(config, day)
+    except sources.BatchNotArrived as exc:
+        return {**result, "status": MISSING, "error": str(exc)}
+    try:
+        validated = ingestion.validate(config, day, landed["batch_uri"], data_docs=False)
+    except ingestion.BatchRejected as exc:
+        return {**result, "status": QUARANTINED, "error": str(exc)}
+    published = ingestion.publish(config, day, validated["validated_uri"])
+    return {**result, "rows": published["rows"]}
+
+
+def import_chunk(config: ModelConfig, days: Iterable[dt.date | str]) -> dict:
+    """Import the days of one chunk, oldest first; a bad day is quarantined and the others go on.
+
+    Returns:
+        {"first_day", "last_day", "days": [`import_day`'s result per day]}.
+    """
+    results = [import_day(config, _day(day)) for day in days]
+    return {"first_day": results[0]["day"] if results else None,
+            "last_day": results[-1]["day"] if results else None, "days": results}
+
+
+def summarize(config: ModelConfig, chunks: Iterable[dict]) -> dict:
+    """What a whole import brought in, as the curated-batch Asset event's extra says it.
+
+    Returns:
+        {"model", "first_day", "last_day" (of the range asked for), "days" (curated days), "rows"
+        (curated rows), "quarantined", "missing", "labels_quarantined" (ISO days), "labels_rows",
+        "errors" ({day: why it was not curated}, also for labels as "<day> labels")}.
+    """
+    days = sorted((day for chunk in chunks for day in chunk["days"]), key=lambda each: each["day"])
+    by_status = {status: [each["day"] for each in days if each["status"] == status]
+                 for status in (CURATED, QUARANTINED, MISSING)}
+    errors = {each["day"]: each["error"] for each in days if each["error"]}
+    errors.update({f"{each['day']} labels": each["labels_error"] for each in days if each["labels_error"]})
+    return {
+        "model": config.name,
+        "first_day": days[0]["day"] if days else None,
+        "last_day": days[-1]["day"] if days else None,
+        "days": len(by_status[CURATED]),
+        "rows": sum(each["rows"] for each in days),
+        "quarantined": by_status[QUARANTINED],
+        "missing": by_status[MISSING],
+        "labels_quarantined": [each["day"] for each in days if each["labels_error"]],
+        "labels_rows": sum(each["labels_rows"] for each in days),
+        "errors": errors,
+    }
+
+
+def describe_problems(summary: dict) -> str | None:
+    """One message naming the days (and label days) that were not curated, and where to look; None if none."""
+    problems = []
+    if summary["quarantined"]:
+        problems.append(f"{len(summary['quarantined'])} day(s) quarantined: {', '.join(summary['quarantined'])}")
+    if summary["labels_quarantined"]:
+        problems.append(f"the labels of {len(summary['labels_quarantined'])} day(s) not stored: "
+                        f"{', '.join(summary['labels_quarantined'])}")
+    if summary["missing"]:
+        problems.append(f"{len(summary['missing'])} day(s) had no batch: {', '.join(summary['missing'])}")
+    if not problems:
+        return None
+    where = storage.model_root(summary["model"]) / "quarantine"
+    reasons = "; ".join(f"{day}: {why}" for day, why in summary["errors"].items())
+    return (f"history import of {summary['model']} from {summary['first_day']} to {summary['last_day']}: "
+            f"{summary['days']} day(s) curated; " + "; ".join(problems)
+            + f". The reports are beside the batches under {where}. Why: {reasons}")
+
+
+def import_range(config: ModelConfig, start: dt.date | str, end: dt.date | str,
+                 chunk_days: int = DEFAULT_CHUNK_DAYS) -> dict:
+    """Import a whole range in one process, chunk after chunk (the CLI, tests and the benchmark).
+
+    Returns:
+        `summarize`'s summary.
+    """
+    return summarize(config, [import_chunk(config, chunk) for chunk in plan_chunks(start, end, chunk_days)])
