@@ -75,3 +75,50 @@ def one_openmp_thread():
 
     with threadpool_limits(1):
         yield
+
+
+# --- the production topology stack, shared by the topology test and the Celery faults ------------------
+
+PRODUCTION_STACK_MARK = "production_stack"
+
+
+def uses_production_stack(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker(PRODUCTION_STACK_MARK) is not None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests marked `production_stack` one after the other, where the first of them was: the
+    topology test first, then the faults that kill its worker and scheduler (tests/chaos/stacks.py)."""
+    users = [item for item in items if uses_production_stack(item)]
+    if not users:
+        return
+    first = items.index(users[0])
+    others = [item for item in items if not uses_production_stack(item)]
+    users.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+    items[:] = others[:first] + users + others[first:]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared production topology after the last test that runs on it, not at the end of the
+    session: its services would otherwise spend the 2 cores the rest of the suite needs."""
+    if uses_production_stack(item) and not uses_production_stack(nextitem):
+        from tests.chaos.stacks import stop_shared_production_stack
+
+        stop_shared_production_stack()
+
+
+@pytest.fixture
+def production_stack(tmp_path_factory: pytest.TempPathFactory):
+    """The production topology (tests/chaos/stacks.py `celery`), started by the first test marked
+    `production_stack` that asks for it and stopped after the last one (see pytest_runtest_teardown)."""
+    from tests.chaos.stacks import shared_production_stack
+
+    return shared_production_stack(tmp_path_factory)
+
+
+def pytest_sessionfinish() -> None:
+    """Should the session end before the last test on the shared production topology, stop it all the same."""
+    if "tests.chaos.stacks" in sys.modules:
+        sys.modules["tests.chaos.stacks"].stop_shared_production_stack()

@@ -9,6 +9,9 @@ admin created at start, MLflow's basic-auth app, whose clients (tasks, predictio
 verify-release) get their credentials from the environment. `scripts/local_stack.py` starts and stops
 them (with a `CeleryConfig`, database URLs and `production_auth` instead of its SQLite defaults).
 
+The stack is the one the Celery faults of tests/chaos/test_chaos_airflow.py damage afterwards
+(tests/chaos/stacks.py `shared_production_stack`): started once for both, this test first.
+
 The services run a copy of dags/, plugins/ and include/ taken at the start, as the image does. The test
 owns everything it touches: two new databases with a random name, an empty Redis database
 whose keys all carry a random prefix, free ports, a temporary state folder, and a small copy of
@@ -159,12 +162,6 @@ def owned_resources(prefix: str) -> Iterator[Owned]:
         assert resources.own_keys() == []
 
 
-@pytest.fixture
-def owned() -> Iterator[Owned]:
-    with owned_resources("mlops_topology") as resources:
-        yield resources
-
-
 # --- the stack ------------------------------------------------------------------------------------
 
 
@@ -250,11 +247,16 @@ def started_stack(
 
 
 @pytest.fixture
-def topology(owned: Owned, tmp_path: Path) -> Iterator[Topology]:
-    """The production topology on free ports, healthy; every process stopped afterwards."""
-    small_model_config(tmp_path / "models")
-    with started_stack(stack_config(tmp_path, owned), {}) as running:
-        yield running
+def topology(production_stack) -> Topology:
+    """The production topology on free ports, healthy, its model's DAGs paused (tests/conftest.py
+    `production_stack`: every process is stopped once the Celery faults after this test are done)."""
+    return production_stack.topology
+
+
+@pytest.fixture
+def owned(production_stack) -> Owned:
+    """The databases and Redis keys of the production topology."""
+    return production_stack.owned
 
 
 # --- driving it -----------------------------------------------------------------------------------
@@ -316,6 +318,7 @@ def wait_for_runs(api: local_stack.AirflowApi, dag_id: str, count: int, timeout:
 
 
 @pytest.mark.slow
+@pytest.mark.production_stack
 @pytest.mark.timeout(900)
 @needs_proc
 def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify_release(topology, owned, monkeypatch):
@@ -327,16 +330,16 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout.strip().splitlines()[-1]) == [], listing.stdout
 
-    # Ingestion: unpausing lets the scheduler catch up on every day of the (3-day) source.
-    api.unpause(dag["data_ingestion"])
+    # The model's DAGs are paused at creation (the faults that share the stack want them quiet): unpausing
+    # them all runs the whole loop, and lets the scheduler catch up on every day of the (3-day) source.
+    for dag_id in verify_release.expected_dag_ids(MODEL):
+        api.unpause(dag_id)
     ingested = wait_for_runs(api, dag["data_ingestion"], DAYS)
     assert {run["logical_date"][:10] for run in ingested} == {
         (FIRST_DAY + dt.timedelta(days=offset)).isoformat() for offset in range(DAYS)
     }
 
     # Training through the CLI, with a cutoff; the challenger Asset then triggers the deployment.
-    api.unpause(dag["model_deployment"])
-    api.unpause(dag["continuous_training"])
     conf = json.dumps({"reason": "production topology test", "cutoff": LAST_DAY.isoformat()})
     triggered = topology.airflow_cli("dags", "trigger", dag["continuous_training"], "--run-id", "topology_ct",
                                      "--conf", conf)

@@ -14,6 +14,11 @@ tests/test_production_topology.py builds them:
 
 Both get a short task-instance heartbeat timeout, so that Airflow notices a task whose supervisor was
 killed within seconds instead of Airflow's default 5 minutes.
+
+The `celery` stack is the production topology test's too (tests/test_production_topology.py): one stack,
+started for the first test that asks for it (`shared_production_stack`), serves that test and then the
+Celery faults, which tests/conftest.py runs right after it; it is stopped once the last of them is done
+(`stop_shared_production_stack`), not at the end of the session, so it costs the rest of the suite nothing.
 """
 
 from __future__ import annotations
@@ -23,15 +28,23 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import yaml
 
 from scripts import local_stack
 from scripts.local_stack import StackConfig
-from tests.test_production_topology import Topology, owned_resources, small_model_config, stack_config, started_stack
+from tests.test_production_topology import (
+    Owned,
+    Topology,
+    owned_resources,
+    small_model_config,
+    stack_config,
+    started_stack,
+)
 
 TOPOLOGIES = tuple(os.environ.get("MLOPS_CHAOS_STACKS", "celery").split(","))
 """The topologies the Airflow faults run on: CI (`make test`) takes the production topology only, to keep
@@ -56,6 +69,8 @@ class RunningStack:
     name: str
     topology: Topology
     started: dict[str, tuple[subprocess.Popen, local_stack.ServiceProcess]] = field(default_factory=dict)
+    owned: Owned | None = None
+    """The PostgreSQL databases and Redis keys of the `celery` topology (None for `local`)."""
 
     @property
     def config(self) -> StackConfig:
@@ -132,7 +147,32 @@ def running_stack(name: str, folder: Path) -> Iterator[RunningStack]:
     everything it owns removed afterwards, whatever happened."""
     with owned_resources("mlops_chaos") if name == "celery" else nullcontext() as owned:
         quiet_model_config(folder / "models")
-        stack = RunningStack(name, None)
+        stack = RunningStack(name, None, owned=owned)
         with started_stack(stack_config(folder, owned), stack.started, FAULT_SETTINGS) as topology:
             stack.topology = topology
             yield stack
+
+
+_SHARED: dict[str, object] = {}
+
+
+def shared_production_stack(tmp_path_factory: pytest.TempPathFactory) -> RunningStack:
+    """The `celery` stack shared by the production topology test and the Celery faults, started in a new
+    temporary folder by the first caller; later callers get the same running stack."""
+    if "stack" not in _SHARED:
+        owner = ExitStack()
+        try:
+            _SHARED["stack"] = owner.enter_context(running_stack("celery", tmp_path_factory.mktemp("chaos-celery")))
+        except BaseException:
+            owner.close()
+            raise
+        _SHARED["owner"] = owner
+    return _SHARED["stack"]
+
+
+def stop_shared_production_stack() -> None:
+    """Stop the shared stack, if one runs: every process stopped, its databases dropped, its keys deleted."""
+    owner = _SHARED.pop("owner", None)
+    _SHARED.pop("stack", None)
+    if owner is not None:
+        owner.close()

@@ -19,13 +19,20 @@ import signal
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
 
 from scripts import local_stack, verify_release
-from tests.chaos.stacks import TOPOLOGIES, RunningStack, parent_pid, running_stack, task_process
+from tests.chaos.stacks import (
+    TOPOLOGIES,
+    RunningStack,
+    parent_pid,
+    running_stack,
+    shared_production_stack,
+    task_process,
+)
 from tests.test_local_stack import needs_proc
 from tests.test_production_topology import DAYS, FIRST_DAY, LAST_DAY, MODEL, wait_for_dags, wait_for_runs
 
@@ -37,10 +44,18 @@ FAULT_WINDOW_S = 300
 RUN_TIMEOUT_S = 900
 
 
-@pytest.fixture(scope="module", params=TOPOLOGIES)
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=pytest.mark.production_stack) if name == "celery" else name for name in TOPOLOGIES])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One topology, started once for all its faults, with the 3 days ingested and training unpaused."""
-    with running_stack(request.param, tmp_path_factory.mktemp(f"chaos-{request.param}")) as running:
+    """One topology, started once for all its faults, with the 3 days ingested and training unpaused.
+
+    The `celery` topology is the production topology test's stack, which runs just before these faults
+    (tests/conftest.py) and has ingested the days already; it is stopped after the last of them."""
+    if request.param == "celery":
+        shared = nullcontext(shared_production_stack(tmp_path_factory))
+    else:
+        shared = running_stack(request.param, tmp_path_factory.mktemp(f"chaos-{request.param}"))
+    with shared as running:
         wait_for_dags(running.api, set(DAG.values()))
         running.api.unpause(DAG["data_ingestion"])
         wait_for_runs(running.api, DAG["data_ingestion"], DAYS, RUN_TIMEOUT_S)
