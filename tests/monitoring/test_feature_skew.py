@@ -22,7 +22,7 @@ from include.core.config import ModelConfig
 from include.core.jsonable import to_jsonable
 from include.delivery.prediction_log import PredictionBatch, PredictionLogWriter
 from include.demo import data_world
-from include.monitoring import feature_skew, monitoring
+from include.monitoring import feature_skew, model_status, monitoring
 from include.monitoring.evidently_reports import render_html
 from include.monitoring.retrain_policy import read_history
 from include.training import training_triggers
@@ -187,6 +187,7 @@ def test_skew_withholds_the_retrain_request_until_the_features_match_again(drift
     }
     assert means["annual_income mismatch"] == pytest.approx(0.1) and means["region mismatch"] == 0.0
     assert "annual_income mismatch" in render_html(Path(skewed["reports"]["feature_skew_snapshot"]))
+    assert "feature_skew" in {report["kind"] for report in model_status.reports_of_day(config, day(34))}
     assert json.loads(Path(skewed["reports"]["check"]).read_text())["feature_skew"]["skewed_features"] == [
         "annual_income"
     ]
