@@ -22,6 +22,11 @@ point-in-time join and type handling, not a second reading of the Parquet files.
 - A feature's share is its mismatches over the matched predictions; a feature the log never carries
   is not compared.
 
+What counts as skew is what a model would see differently in training and in serving, whatever the
+cause: a caller computing a feature its own way, an online store lagging behind the curated store
+(a prediction that logged no event time is judged as of its own time, against the newest offline
+row by then), or an ingestion change after the values were served.
+
 A share above `monitoring.skew_max_share` is a retrain-blocking alert, not a retrain trigger.
 Retraining cannot mend a pipeline that serves a model other values than it learned from, and a
 model retrained meanwhile learns (and is judged by the gate on) the offline side only, which may
