@@ -1,4 +1,4 @@
-"""`<model>__data_ingestion` (Level 1): every day's batch lands, passes a GX gate, then is curated.
+"""`<model>__data_ingestion` (Level 1): every batch interval's data lands, passes a GX gate, then is curated.
 
 One DAG per model config in `include/models/`. The task bodies call `include.data.ingestion`; heavy
 libraries load inside the tasks, never when this file is parsed.
@@ -21,52 +21,60 @@ from mlops_dags.model_dags import (
     to_pendulum,
 )
 
+from include.core import intervals
+
 STAGE = "data_ingestion"
 
 DOC = """
 ### Data ingestion for `{model}`
 
-One run per daily data interval (backfill with `airflow backfill create`), or a manual run for the
-day named in the **day** field.
+One run per {interval} batch interval (`source.interval`; backfill with `airflow backfill create`), or a
+manual run for the interval holding the day named in the **day** field. A weekly interval starts on a
+Monday, a monthly one on the 1st; its batch is kept under its first day (`landing/day=…/`).
 
-1. **land_batch**: copy what the source delivered for the day into the landing zone.
+1. **land_batch**: copy what the source delivered in the interval into the landing zone.
 2. **validate_batch**: check it with the Great Expectations suite built from the model's schema
    (`include/models/{model}.yaml`). A blocking failure moves the batch to
-   `quarantine/day=…/` with its GX result, fails with the list of failed rules, and stops the run.
+   `quarantine/day=…/` with its GX result, fails with the list of failed rules, and stops the run:
+   nothing of the interval is curated.
    Expectations marked as warnings are recorded without blocking. Data Docs are kept for every run.
-3. **land_labels**: check the labels that arrived that day (the delayed feedback stream) with the
-   labels suite and store them; labels that fail go to quarantine with their report, never to training.
+3. **land_labels**: check the labels that arrived in the interval (the delayed feedback stream) with
+   the labels suite and store them by the day they arrived; labels that fail go to quarantine with
+   their report, never to training.
 4. **publish_curated_batch**: write the bytes that passed validation (not whatever the landing
-   file holds by then) to the curated store (re-running replaces it) and
-   update the Asset `{model}__curated_batch` with rows, day and the validation summary. It waits
-   for the day's labels, so whoever reacts to the batch (the drift sensor) sees everything that
-   arrived that day, as a later re-run of its check will.
+   file holds by then) to the curated store, one partition per day of the rows' timestamps
+   (re-running replaces them), and update the Asset `{model}__curated_batch` with rows, the day
+   (a weekly or monthly batch: the range `first_day`…`last_day`, as a history import names one)
+   and the validation summary. It waits for the interval's labels, so whoever reacts to the batch
+   (the drift sensor) sees everything that arrived meanwhile, as a later re-run of its check will.
 """
 
 
 def build(config):
     curated = curated_batch_asset(config)
     end = data_end(config)
+    interval = config.source.interval
 
     @dag(
         dag_id=dag_id(config.name, STAGE),
-        schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
-        start_date=to_pendulum(data_start(config)),
+        schedule=CronDataIntervalTimetable(intervals.ingestion_cron(interval), timezone="UTC"),
+        start_date=to_pendulum(intervals.interval_first_day(interval, data_start(config))),
         end_date=to_pendulum(end) if end else None,
         catchup=True,
         max_active_runs=2,
         is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
-        doc_md=DOC.format(model=config.name),
+        doc_md=DOC.format(model=config.name, interval=interval),
         params={
-            "day": day_param("The day (YYYY-MM-DD) to ingest. Leave empty to use the run's data interval."),
+            "day": day_param("A day (YYYY-MM-DD) of the interval to ingest. Leave empty to use the run's data "
+                             "interval."),
         },
     )
     def data_ingestion():
         @task
         def land_batch(**context) -> dict:
-            """Copy the day's batch from the source into the landing zone."""
+            """Copy the interval's batch from the source into the landing zone."""
             from include.data import ingestion
 
             return ingestion.land(config, interval_day(context))
@@ -85,7 +93,7 @@ def build(config):
 
         @task(outlets=[curated])
         def publish_curated_batch(landed: dict, validated: dict, **context) -> dict:
-            """Write the batch to the curated store and tell consumers a new batch is there."""
+            """Write the batch to the curated store, by day, and tell consumers which days are there."""
             import datetime as dt
 
             from include.data import ingestion
@@ -96,7 +104,7 @@ def build(config):
 
         @task
         def land_labels(**context) -> dict:
-            """Store the labels that arrived on the day (validated, or quarantined)."""
+            """Store the labels that arrived in the interval (validated, or quarantined)."""
             from include.data import ingestion
 
             return ingestion.land_labels(config, interval_day(context))

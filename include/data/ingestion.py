@@ -1,4 +1,10 @@
-"""Data ingestion, step by step: land a day's batch, validate it with GX, then publish or quarantine.
+"""Data ingestion, step by step: land an interval's batch, validate it with GX, then publish or quarantine.
+
+A batch is what the source delivered in one batch interval (`source.interval`: a day, a week or a
+month), keyed in the landing, validated and quarantine stores by the interval's first day. It is
+validated once, so a blocking failure quarantines the whole interval. Publish splits a weekly or
+monthly batch by its timestamp column's UTC date into the days' curated partitions: everything
+downstream works on days.
 
 Each step takes the model config, the day and file URIs, and returns a small JSON-able dict, so
 the Airflow tasks that call them pass URIs, never DataFrames. Validation reads a snapshot of the
@@ -15,7 +21,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from include.core import storage
+import pandas as pd
+
+from include.core import intervals, storage
 from include.core.config import ModelConfig
 from include.data import sources, validation
 
@@ -28,8 +36,18 @@ class BatchNotValidated(Exception):
     """Publish was asked for bytes that no validation of the day passed (the file changed since)."""
 
 
+def batch_day(config: ModelConfig, day: dt.date) -> dt.date:
+    """The first day of the batch interval holding `day`: the key of its batch in the stores."""
+    return intervals.interval_first_day(config.source.interval, day)
+
+
 def land(config: ModelConfig, day: dt.date) -> dict:
-    """Copy what the source delivered for `day` into the landing zone."""
+    """Copy what the source delivered in the batch interval holding `day` into the landing zone.
+
+    Returns:
+        {"day": the interval's first day, "batch_uri"}.
+    """
+    day = batch_day(config, day)
     path = sources.land_batch(config, day)
     return {"day": day.isoformat(), "batch_uri": str(path)}
 
@@ -86,9 +104,16 @@ def validate(config: ModelConfig, day: dt.date, batch_uri: str, *, data_docs: bo
 def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     """Write a validated batch to the curated store, replacing the day's earlier version.
 
+    A weekly or monthly batch is split by its timestamp column's UTC date, each day written to its
+    own partition (`publish_interval`).
+
     Args:
+        day: the batch's day (a weekly or monthly batch's: its interval's first day).
         batch_uri: `validate`'s `validated_uri`, or a landed file: then the snapshot that passed
             with the same bytes is published.
+
+    Returns:
+        A daily batch: {"day", "curated_uri", "rows"}; else `publish_interval`'s range.
 
     Raises:
         BatchNotValidated: no validation of the day passed these bytes (the landed file was
@@ -101,16 +126,61 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
             "never validated): nothing published; validate the day again"
         )
     frame = sources.read_batch(snapshot, config.schema)
+    if config.source.interval != "daily":
+        return publish_interval(config, day, frame)
     path = storage.write_curated_batch(config.name, day, frame)
     return {"day": day.isoformat(), "curated_uri": str(path), "rows": len(frame)}
 
 
+def _rows_by_day(frame: pd.DataFrame, column: str, days: list[dt.date]) -> dict[dt.date, pd.DataFrame]:
+    """The rows of `frame` by the UTC date of `column` (tz-naive UTC), oldest first.
+
+    A date outside `days` counts on the nearest of them and a missing one on the last, so every
+    row lands in the interval it was delivered with.
+    """
+    dates = pd.to_datetime(frame[column], errors="coerce").dt.date
+    dates = dates.map(lambda date: days[-1] if pd.isna(date) else min(max(date, days[0]), days[-1]))
+    return {day: rows.reset_index(drop=True) for day, rows in frame.groupby(dates, sort=True)}
+
+
+def publish_interval(config: ModelConfig, day: dt.date, frame: pd.DataFrame) -> dict:
+    """Write a validated weekly or monthly batch to the curated store, one partition per day of its rows.
+
+    Returns:
+        The range, as the history import announces one: {"model", "interval", "first_day",
+        "last_day" (the interval's), "days" (curated days), "rows", "quarantined" ([]), "missing"
+        (the interval's days without a row), "curated_days"}; consumers expand it with `event_days`.
+    """
+    days = intervals.interval_days(config.source.interval, day)
+    by_day = _rows_by_day(frame, config.schema.timestamp_column, days)
+    for each, rows in by_day.items():
+        storage.write_curated_batch(config.name, each, rows)
+    return {
+        "model": config.name,
+        "interval": config.source.interval,
+        "first_day": days[0].isoformat(),
+        "last_day": days[-1].isoformat(),
+        "days": len(by_day),
+        "rows": len(frame),
+        "quarantined": [],
+        "missing": [each.isoformat() for each in days if each not in by_day],
+        "curated_days": [each.isoformat() for each in by_day],
+    }
+
+
 def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
-    """Store the labels that arrived on `day` once they pass the labels suite (and build its Data Docs).
+    """Store the labels that arrived in the batch interval holding `day` once they pass the labels
+    suite (and build its Data Docs).
 
     Labels that fail go to quarantine with their report and never reach the labels store (what
-    it held for the day stays), so training never joins them; `BatchRejected` names the failed rules.
+    it held for the interval stays), so training never joins them; `BatchRejected` names the
+    failed rules. A weekly or monthly interval's labels are stored per arrival day (the UTC date
+    of `label_timestamp`).
+
+    Returns:
+        {"day" (the interval's first day), "labels_uri" (of its first stored day, or None), "rows"}.
     """
+    day = batch_day(config, day)
     labels = sources.arrived_labels(config, day)
     if labels is None:
         return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
@@ -118,5 +188,10 @@ def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) ->
     if not outcome.passed:
         folder = storage.quarantine_labels(config.name, day, labels, outcome.to_dict())
         raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
-    path = storage.write_labels(config.name, day, labels)
-    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(labels)}
+    if config.source.interval == "daily":
+        paths = [storage.write_labels(config.name, day, labels)]
+    else:
+        days = intervals.interval_days(config.source.interval, day)
+        by_day = _rows_by_day(labels, storage.LABEL_TIMESTAMP, days)
+        paths = [storage.write_labels(config.name, each, rows) for each, rows in by_day.items()]
+    return {"day": day.isoformat(), "labels_uri": str(paths[0]) if paths else None, "rows": len(labels)}

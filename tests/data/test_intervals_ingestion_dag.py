@@ -1,0 +1,86 @@
+"""Through Airflow: `dag.test()` of a weekly `table` source's ingestion, a good week and a bad one."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import yaml
+
+from include.core import settings, storage
+from include.demo import data_world
+from tests.conftest import DEMO_CONFIG
+
+DAG_ID = "credit_default__data_ingestion"
+CURATED_ASSET = "credit_default__curated_batch"
+GOOD_WEEK = [dt.date(2026, 1, 12) + dt.timedelta(days=offset) for offset in range(7)]
+BAD_WEEK = [day + dt.timedelta(days=7) for day in GOOD_WEEK]
+
+
+@pytest.fixture
+def weekly_model(state_dir, demo_config, tmp_path):
+    """The demo model reading two weeks from one Parquet file, a week a run; the second week has a bad region."""
+    rows = pd.concat(
+        [data_world.feature_batch(demo_config, day).head(50) for day in GOOD_WEEK + BAD_WEEK], ignore_index=True
+    )
+    rows.loc[rows["event_timestamp"].dt.date == BAD_WEEK[4], "region"] = "atlantis"
+    rows.to_parquet(tmp_path / "applications.parquet", index=False)
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["source"] = {
+        "kind": "table",
+        "path": str(tmp_path / "applications.parquet"),
+        "interval": "weekly",
+        "start_date": "2026-01-12",
+        "end_date": "2026-01-25",
+    }
+    raw["monitoring"].pop("window_days")
+    (settings.models_dir() / DEMO_CONFIG.name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return rows
+
+
+def load_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(settings.PROJECT_ROOT / "dags" / "data_ingestion.py")).dags[DAG_ID]
+
+
+def curated_events() -> list:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == CURATED_ASSET)
+            .order_by(AssetEvent.id)
+        ).all()
+        session.expunge_all()
+    return events
+
+
+@pytest.mark.slow
+def test_a_weekly_source_ingests_a_week_per_run_and_quarantines_a_bad_week_whole(airflow_db, weekly_model):
+    from mlops_dags.model_dags import event_days
+
+    dag = load_dag()
+    before = len(curated_events())
+
+    good = dag.test(logical_date=None, run_conf={"day": "2026-01-15"})
+    bad = dag.test(logical_date=None, run_conf={"day": "2026-01-19"})
+
+    assert dag.timetable.expression == "0 0 * * 1"
+    assert good.state == "success"
+    [event] = curated_events()[before:]
+    assert {key: event.extra[key] for key in ("first_day", "last_day", "days", "rows", "interval")} == {
+        "first_day": "2026-01-12",
+        "last_day": "2026-01-18",
+        "days": 7,
+        "rows": 350,
+        "interval": "weekly",
+    }
+    assert event_days({"triggering_asset_events": {"curated": [event]}}) == GOOD_WEEK
+    assert {ti.task_id: ti.state for ti in bad.get_task_instances()}["publish_curated_batch"] == "upstream_failed"
+    assert storage.curated_days("credit_default") == GOOD_WEEK
+    [folder] = storage.quarantined_batches("credit_default", BAD_WEEK[0])
+    assert len(pd.read_parquet(folder / "batch.parquet")) == 350  # the whole week, nothing lost
