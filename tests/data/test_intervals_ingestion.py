@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from include.core import storage
-from include.core.config import FilesSource, ModelConfig, TableSource
+from include.core import settings, storage
+from include.core.config import FilesSource, ModelConfig, TableSource, load_model_config
 from include.data import history_import, ingestion
 from include.demo import data_world
 
@@ -237,3 +237,26 @@ def test_a_replay_of_a_weekly_model_is_refused_saying_why(demo_config, tmp_path)
 
     with pytest.raises(runner.ReplayError, match="source.interval is 'weekly'; a replay .* replays daily sources only"):
         runner.plan_days(config, None, None)
+
+
+def test_the_weekly_worked_example_curates_a_week_of_its_file(state_dir, tmp_path):
+    example = load_model_config(settings.PROJECT_ROOT / "docs" / "examples" / "loans_weekly.yaml")
+    config = example.model_copy(
+        update={"source": example.source.model_copy(update={"path": tmp_path, "labels_path": tmp_path})}
+    )
+    submitted = pd.date_range("2024-01-01", periods=56, freq="3h")
+    pd.DataFrame(
+        {
+            "application_id": [f"a{number}" for number in range(56)],
+            "submitted_at": submitted.strftime("%Y-%m-%dT%H:%M:%S"),
+            "amount": [1000.0 + number for number in range(56)],
+            "purpose": ["car", "home improvement", "studies €", "car"] * 14,
+        }
+    ).to_csv(tmp_path / "applications_2024-01-01.csv", index=False)
+
+    published = curate(config, dt.date(2024, 1, 3))
+
+    assert example.source.interval == "weekly" and example.drift_window_days == 7
+    assert (published["first_day"], published["last_day"], published["days"]) == ("2024-01-01", "2024-01-07", 7)
+    curated = storage.read_curated("loans_weekly", dt.date(2024, 1, 1), dt.date(2024, 1, 7))
+    assert sorted(curated["application_id"]) == sorted(f"a{number}" for number in range(56))
