@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from include.core import intervals, settings
 
@@ -66,7 +66,13 @@ class Scenario(_Strict):
         return self
 
 
-BatchInterval = Literal["daily", "weekly", "monthly"]
+def _not_hourly(value: Any) -> Any:
+    if value == "hourly":
+        raise ValueError("hourly batches are not supported yet; use daily, weekly or monthly")
+    return value
+
+
+BatchInterval = Annotated[Literal["daily", "weekly", "monthly"], BeforeValidator(_not_hourly)]
 """`source.interval`: the unit in which the source delivers data (`include.core.intervals`); a
 `files` source names each interval's file by its first day."""
 

@@ -138,3 +138,12 @@ def test_an_unsupported_interval_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"key 'source.interval': got 'fortnightly'; expected: Input should be"):
         load_model_config(path)
+
+
+def test_hourly_batches_are_a_config_error_saying_they_are_not_supported_yet(tmp_path):
+    path = table_variant(tmp_path, lambda raw: raw["source"].update(interval="hourly"))
+
+    with pytest.raises(
+        ConfigError, match=r"key 'source.interval': got 'hourly'; .*hourly batches are not supported yet"
+    ):
+        load_model_config(path)
