@@ -147,3 +147,13 @@ def test_hourly_batches_are_a_config_error_saying_they_are_not_supported_yet(tmp
         ConfigError, match=r"key 'source.interval': got 'hourly'; .*hourly batches are not supported yet"
     ):
         load_model_config(path)
+
+
+def test_a_monthly_models_drift_check_compares_a_month_back_from_its_day(tmp_path):
+    from include.monitoring.monitoring import window_of
+
+    config = load_model_config(table_variant(tmp_path, lambda raw: raw["source"].update(interval="monthly")))
+
+    assert window_of(config, dt.date(2026, 1, 31)) == (dt.date(2026, 1, 1), dt.date(2026, 1, 31))
+    assert window_of(config, dt.date(2026, 2, 28)) == (dt.date(2026, 2, 1), dt.date(2026, 2, 28))
+    assert config.drift_window_days == 31  # what lookbacks (retention, a drift streak's start) count on
