@@ -6,8 +6,10 @@ libraries load inside the tasks, never when this file is parsed.
 
 from __future__ import annotations
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+import datetime as dt
+
+from airflow.sdk import CronDataIntervalTimetable, Param, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_dags.model_dags import (
     configs_for_stage,
     curated_batch_asset,
@@ -49,11 +51,41 @@ Monday, a monthly one on the 1st; its batch is kept under its first day (`landin
    (the drift sensor) sees everything that arrived meanwhile, as a later re-run of its check will.
 """
 
+HOURLY_DOC = """
+**Hourly source.** One run at a time, each for one hour (a manual run names the **day** and the
+**hour**). The hour's batch is kept under `day=…/hour=HH/`; **publish_curated_batch** merges it into
+its day's curated partition (the day's earlier rows of that hour are replaced) and its labels into the
+day's labels, without an Asset update. **announce_day** then updates the Asset `{model}__curated_batch`
+once per day, in the run of the day's last hour (23:00), even when that hour failed or was
+quarantined: its extra names the `day`, its `rows` and the hours curated, quarantined and missing.
+"""
+
 
 def build(config):
     curated = curated_batch_asset(config)
     end = data_end(config)
     interval = config.source.interval
+    hourly = interval == "hourly"
+    params = {
+        "day": day_param("A day (YYYY-MM-DD) of the interval to ingest. Leave empty to use the run's data "
+                         "interval."),
+    }
+    if hourly:
+        params["hour"] = Param(None, type=["null", "integer"], minimum=0, maximum=23, title="Hour",
+                               description="The hour (0-23, UTC) of the day to ingest; needed with the day.")
+
+    def batch_moment(context) -> dt.date:
+        """The moment whose batch interval the run ingests: the day (and hour) Params, else the run's data interval."""
+        requested = context.get("params") or {}
+        if not hourly:
+            return interval_day(context)
+        if requested.get("day"):
+            if requested.get("hour") is None:
+                raise AirflowFailException(f"{config.name} has an hourly source: name the hour (0-23) with the day")
+            return dt.datetime.combine(dt.date.fromisoformat(requested["day"]), dt.time(requested["hour"]))
+        if context.get("data_interval_start") is None:
+            raise AirflowFailException("this run has no data interval: trigger it with the day and hour Params")
+        return intervals.interval_bounds("hourly", context["data_interval_start"])[0]
 
     @dag(
         dag_id=dag_id(config.name, STAGE),
@@ -61,15 +93,13 @@ def build(config):
         start_date=to_pendulum(intervals.interval_first_day(interval, data_start(config))),
         end_date=to_pendulum(end) if end else None,
         catchup=True,
-        max_active_runs=2,
+        max_active_runs=1 if hourly else 2,
         is_paused_upon_creation=config.paused_on_start,
         tags=dag_tags(config, 1),
         default_args=default_args(config),
-        doc_md=DOC.format(model=config.name, interval=interval),
-        params={
-            "day": day_param("A day (YYYY-MM-DD) of the interval to ingest. Leave empty to use the run's data "
-                             "interval."),
-        },
+        doc_md=DOC.format(model=config.name, interval=interval) + (HOURLY_DOC.format(model=config.name) if hourly
+                                                                    else ""),
+        params=params,
     )
     def data_ingestion():
         @task
@@ -77,29 +107,27 @@ def build(config):
             """Copy the interval's batch from the source into the landing zone."""
             from include.data import ingestion
 
-            return ingestion.land(config, interval_day(context))
+            return ingestion.land(config, batch_moment(context))
 
         @task(retries=0)
         def validate_batch(landed: dict) -> dict:
             """Run the GX suite; quarantine the batch and fail on a blocking failure."""
-            import datetime as dt
-
             from include.data import ingestion
 
             try:
-                return ingestion.validate(config, dt.date.fromisoformat(landed["day"]), landed["batch_uri"])
+                return ingestion.validate(config, ingestion.parse_batch_key(landed["day"]), landed["batch_uri"])
             except ingestion.BatchRejected as exc:
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(outlets=[curated])
+        @task(outlets=[] if hourly else [curated])
         def publish_curated_batch(landed: dict, validated: dict, **context) -> dict:
-            """Write the batch to the curated store, by day, and tell consumers which days are there."""
-            import datetime as dt
-
+            """Write the batch to the curated store, by day, and tell consumers which days are there
+            (an hourly source: `announce_day` does, once a day)."""
             from include.data import ingestion
 
-            published = ingestion.publish(config, dt.date.fromisoformat(landed["day"]), validated["validated_uri"])
-            context["outlet_events"][curated].extra = {**published, "validation": validated["summary"]}
+            published = ingestion.publish(config, ingestion.parse_batch_key(landed["day"]), validated["validated_uri"])
+            if not hourly:
+                context["outlet_events"][curated].extra = {**published, "validation": validated["summary"]}
             return published
 
         @task
@@ -107,11 +135,28 @@ def build(config):
             """Store the labels that arrived in the interval (validated, or quarantined)."""
             from include.data import ingestion
 
-            return ingestion.land_labels(config, interval_day(context))
+            return ingestion.land_labels(config, batch_moment(context))
+
+        @task(outlets=[curated], trigger_rule=TriggerRule.ALL_DONE)
+        def announce_day(**context) -> dict:
+            """In the run of a day's last hour (whatever became of it): one Asset update for the day."""
+            from include.data import ingestion
+
+            hour = batch_moment(context)
+            if hour.hour != 23:
+                raise AirflowSkipException(f"{hour:%Y-%m-%d %H}:00 is not the day's last hour: the 23:00 run announces")
+            day = ingestion.hours_of_day(config, hour.date())
+            if not day["hours_curated"]:
+                raise AirflowSkipException(f"no hour of {day['day']} is curated: nothing to announce")
+            context["outlet_events"][curated].extra = {"model": config.name, "interval": interval, **day}
+            return day
 
         landed = land_batch()
         published = publish_curated_batch(landed, validate_batch(landed))
-        land_labels() >> published
+        labels = land_labels()
+        labels >> published
+        if hourly:
+            [published, labels] >> announce_day()
 
     return data_ingestion()
 

@@ -68,13 +68,14 @@ class Scenario(_Strict):
 
 def _not_hourly(value: Any) -> Any:
     if value == "hourly":
-        raise ValueError("hourly batches are not supported yet; use daily, weekly or monthly")
+        raise ValueError("a files source names each file by a day ({day}): use daily, weekly or monthly")
     return value
 
 
-BatchInterval = Annotated[Literal["daily", "weekly", "monthly"], BeforeValidator(_not_hourly)]
-"""`source.interval`: the unit in which the source delivers data (`include.core.intervals`); a
-`files` source names each interval's file by its first day."""
+BatchInterval = Literal["hourly", "daily", "weekly", "monthly"]
+"""`source.interval`: the unit in which the source delivers data (`include.core.intervals`)."""
+DayInterval = Annotated[Literal["daily", "weekly", "monthly"], BeforeValidator(_not_hourly)]
+"""A `files` source's interval: each interval's file is named by its first day."""
 
 
 class SyntheticSource(_Strict):
@@ -108,7 +109,7 @@ class FilesSource(_Strict):
     labels_pattern: str = "{day}.parquet"
     start_date: dt.date
     end_date: dt.date | None = None
-    interval: BatchInterval = "daily"
+    interval: DayInterval = "daily"
 
     @field_validator("pattern", "labels_pattern")
     @classmethod

@@ -40,8 +40,8 @@ def plan_chunks(start: dt.date | str, end: dt.date | str, chunk_days: int = DEFA
     into chunks of whole intervals spanning about `chunk_days` days (at least one interval each).
 
     Returns:
-        The chunks as lists of the intervals' first days, ISO (small enough for XCom, one mapped
-        task each); for a daily source, the days themselves.
+        The chunks as lists of the intervals' first days (an hourly source: their starts), ISO
+        (small enough for XCom, one mapped task each); for a daily source, the days themselves.
 
     Raises:
         ValueError: `end` is before `start`, or `chunk_days` is below 1; the message names them.
@@ -51,8 +51,9 @@ def plan_chunks(start: dt.date | str, end: dt.date | str, chunk_days: int = DEFA
         raise ValueError(f"history import: end {last} is before start {first}; expected start <= end")
     if isinstance(chunk_days, bool) or not isinstance(chunk_days, int) or chunk_days < 1:
         raise ValueError(f"history import: chunk_days must be a whole number >= 1, got {chunk_days!r}")
-    days = [start.date().isoformat() for start in intervals.interval_starts(interval, first, last)]
-    per_chunk = max(1, chunk_days // intervals.longest_days(interval))
+    starts = intervals.interval_starts(interval, first, last)
+    days = [start.isoformat() if interval == "hourly" else start.date().isoformat() for start in starts]
+    per_chunk = chunk_days * 24 if interval == "hourly" else max(1, chunk_days // intervals.longest_days(interval))
     return [days[index:index + per_chunk] for index in range(0, len(days), per_chunk)]
 
 
@@ -93,7 +94,7 @@ def import_chunk(config: ModelConfig, days: Iterable[dt.date | str]) -> dict:
     Returns:
         {"first_day", "last_day", "days": [`import_day`'s result per day]}.
     """
-    results = [import_day(config, _day(day)) for day in days]
+    results = [import_day(config, ingestion.parse_batch_key(day) if isinstance(day, str) else day) for day in days]
     return {"first_day": results[0]["day"] if results else None,
             "last_day": results[-1]["day"] if results else None, "days": results}
 
@@ -104,7 +105,9 @@ def summarize(config: ModelConfig, chunks: Iterable[dict]) -> dict:
     Returns:
         {"model", "interval", "first_day", "last_day" (of the intervals imported), "days" (curated
         days), "rows" (curated rows), "quarantined" (the days of quarantined intervals), "missing"
-        (the days of intervals without a batch, and days without a row in a curated one),
+        (the days of intervals without a batch, and days without a row in a curated one): a day
+        with a curated hour is neither; "quarantined_batches" and "missing_batches" (the
+        intervals' keys: first days, or an hourly source's hours),
         "labels_quarantined" (ISO first days of the intervals whose labels failed), "labels_rows",
         "errors" ({first day: why it was not curated}, also for labels as "<day> labels")}.
     """
@@ -112,19 +115,22 @@ def summarize(config: ModelConfig, chunks: Iterable[dict]) -> dict:
     covered = {status: [covered for each in days if each["status"] == status
                         for covered in each.get("covers", [each["day"]])]
                for status in (CURATED, QUARANTINED, MISSING)}
-    curated = [day for each in days if each["status"] == CURATED for day in each.get("curated_days", [each["day"]])]
+    curated = sorted({day for each in days if each["status"] == CURATED
+                      for day in each.get("curated_days", [each["day"]])})
     empty = set(covered[CURATED]) - set(curated)
     errors = {each["day"]: each["error"] for each in days if each["error"]}
     errors.update({f"{each['day']} labels": each["labels_error"] for each in days if each["labels_error"]})
     return {
         "model": config.name,
         "interval": config.source.interval,
-        "first_day": days[0]["day"] if days else None,
+        "first_day": days[0].get("covers", [days[0]["day"]])[0] if days else None,
         "last_day": days[-1].get("covers", [days[-1]["day"]])[-1] if days else None,
         "days": len(curated),
         "rows": sum(each["rows"] for each in days),
-        "quarantined": covered[QUARANTINED],
-        "missing": sorted({*covered[MISSING], *empty}),
+        "quarantined": sorted(set(covered[QUARANTINED]) - set(curated)),
+        "missing": sorted({*covered[MISSING], *empty} - set(curated)),
+        "quarantined_batches": [each["day"] for each in days if each["status"] == QUARANTINED],
+        "missing_batches": [each["day"] for each in days if each["status"] == MISSING],
         "labels_quarantined": [each["day"] for each in days if each["labels_error"]],
         "labels_rows": sum(each["labels_rows"] for each in days),
         "errors": errors,
@@ -134,12 +140,16 @@ def summarize(config: ModelConfig, chunks: Iterable[dict]) -> dict:
 def describe_problems(summary: dict) -> str | None:
     """One message naming the days (and label days) that were not curated, and where to look; None if none."""
     problems = []
-    if summary["quarantined"]:
+    if summary.get("interval") == "hourly":
+        for key, what in (("quarantined_batches", "quarantined"), ("missing_batches", "had no batch")):
+            if summary[key]:
+                problems.append(f"{len(summary[key])} hour(s) {what}: {', '.join(summary[key])}")
+    elif summary["quarantined"]:
         problems.append(f"{len(summary['quarantined'])} day(s) quarantined: {', '.join(summary['quarantined'])}")
     if summary["labels_quarantined"]:
         problems.append(f"the labels of {len(summary['labels_quarantined'])} day(s) not stored: "
                         f"{', '.join(summary['labels_quarantined'])}")
-    if summary["missing"]:
+    if summary["missing"] and summary.get("interval") != "hourly":
         problems.append(f"{len(summary['missing'])} day(s) had no batch: {', '.join(summary['missing'])}")
     if not problems:
         return None

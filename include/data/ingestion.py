@@ -1,10 +1,10 @@
 """Data ingestion, step by step: land an interval's batch, validate it with GX, then publish or quarantine.
 
-A batch is what the source delivered in one batch interval (`source.interval`: a day, a week or a
-month), keyed in the landing, validated and quarantine stores by the interval's first day. It is
-validated once, so a blocking failure quarantines the whole interval. Publish splits a weekly or
-monthly batch by its timestamp column's UTC date into the days' curated partitions: everything
-downstream works on days.
+A batch is what the source delivered in one batch interval (`source.interval`: an hour, a day, a
+week or a month), keyed in the landing, validated and quarantine stores by the interval's first day
+(an hour: by its start). It is validated once, so a blocking failure quarantines the whole interval.
+Publish splits a weekly or monthly batch by its timestamp column's UTC date into the days' curated
+partitions, and merges an hour into its day's partition: everything downstream works on days.
 
 Each step takes the model config, the day and file URIs, and returns a small JSON-able dict, so
 the Airflow tasks that call them pass URIs, never DataFrames. Validation reads a snapshot of the
@@ -37,8 +37,16 @@ class BatchNotValidated(Exception):
 
 
 def batch_day(config: ModelConfig, day: dt.date) -> dt.date:
-    """The first day of the batch interval holding `day`: the key of its batch in the stores."""
+    """The key of the batch interval holding `day` in the stores: its first day, or an hour's start
+    (a tz-naive UTC datetime) for an hourly source."""
+    if config.source.interval == "hourly":
+        return intervals.interval_bounds("hourly", day)[0]
     return intervals.interval_first_day(config.source.interval, day)
+
+
+def parse_batch_key(text: str) -> dt.date:
+    """A batch's key from its ISO form (as `land` returns it): a day, or an hourly batch's datetime."""
+    return dt.datetime.fromisoformat(text) if "T" in text else dt.date.fromisoformat(text)
 
 
 def land(config: ModelConfig, day: dt.date) -> dict:
@@ -126,6 +134,8 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
             "never validated): nothing published; validate the day again"
         )
     frame = sources.read_batch(snapshot, config.schema)
+    if config.source.interval == "hourly":
+        return publish_hour(config, day, frame)
     if config.source.interval != "daily":
         return publish_interval(config, day, frame)
     path = storage.write_curated_batch(config.name, day, frame)
@@ -168,6 +178,48 @@ def publish_interval(config: ModelConfig, day: dt.date, frame: pd.DataFrame) -> 
     }
 
 
+def _merge_hour(path: Path, frame: pd.DataFrame, column: str, hour: dt.datetime) -> pd.DataFrame:
+    """The day's partition at `path` with its rows of the hour (by `column`) replaced by `frame`, sorted by `column`."""
+    start, end = intervals.interval_bounds("hourly", hour)
+    if not path.is_file():
+        return frame.sort_values(column, kind="stable").reset_index(drop=True)
+    kept = pd.read_parquet(path)
+    kept = kept[~((kept[column] >= start) & (kept[column] < end))]
+    merged = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
+    return merged.sort_values(column, kind="stable").reset_index(drop=True)
+
+
+def publish_hour(config: ModelConfig, hour: dt.datetime, frame: pd.DataFrame) -> dict:
+    """Merge a validated hour into its day's curated partition: the day's earlier rows of that hour
+    are replaced (a re-run publishes it again, never twice), the others kept. Runs of one model must
+    not publish at once (the hourly ingestion DAG runs one at a time).
+
+    Returns:
+        {"hour", "curated_uri", "rows" (the hour's), "curated_days" ([its day])}.
+    """
+    path = storage.curated_path(config.name, hour.date())
+    storage.write_parquet_atomically(_merge_hour(path, frame, config.schema.timestamp_column, hour), path)
+    return {"hour": hour.isoformat(), "curated_uri": str(path), "rows": len(frame),
+            "curated_days": [hour.date().isoformat()]}
+
+
+def hours_of_day(config: ModelConfig, day: dt.date) -> dict:
+    """What an hourly source's day holds so far, as its curated-batch Asset event says it.
+
+    Returns:
+        {"day", "rows" (curated), "hours_curated", "hours_quarantined" (a batch in quarantine and
+        no curated row), "hours_missing" (neither): hours as 0-23}.
+    """
+    path = storage.curated_path(config.name, day)
+    rows = pd.read_parquet(path, columns=[config.schema.timestamp_column]) if path.is_file() else pd.DataFrame()
+    curated = sorted({int(hour) for hour in rows[config.schema.timestamp_column].dt.hour}) if len(rows) else []
+    quarantine = storage.quarantine_root(config.name, day)
+    quarantined = sorted(hour for hour in range(24) if hour not in curated
+                         and (quarantine / f"hour={hour:02d}").is_dir())
+    return {"day": day.isoformat(), "rows": len(rows), "hours_curated": curated, "hours_quarantined": quarantined,
+            "hours_missing": [hour for hour in range(24) if hour not in curated and hour not in quarantined]}
+
+
 def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
     """Store the labels that arrived in the batch interval holding `day` once they pass the labels
     suite (and build its Data Docs).
@@ -188,7 +240,11 @@ def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) ->
     if not outcome.passed:
         folder = storage.quarantine_labels(config.name, day, labels, outcome.to_dict())
         raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
-    if config.source.interval == "daily":
+    if config.source.interval == "hourly":
+        path = storage.labels_path(config.name, day)
+        merged = _merge_hour(path, labels, storage.LABEL_TIMESTAMP, day)
+        paths = [storage.write_parquet_atomically(merged, path)]
+    elif config.source.interval == "daily":
         paths = [storage.write_labels(config.name, day, labels)]
     else:
         days = intervals.interval_days(config.source.interval, day)

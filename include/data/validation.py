@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from include.core import intervals, settings
+from include.core import intervals, settings, storage
 from include.core.config import ConfigError, ModelConfig
 
 if TYPE_CHECKING:
@@ -379,7 +379,7 @@ def _ephemeral_context() -> Any:
 
 def data_docs_dir(model: str, day: dt.date, suite_kind: SuiteKind) -> Path:
     """Where the Data Docs site of a day's validation lives."""
-    return settings.reports_dir() / "gx" / model / f"day={day.isoformat()}" / suite_kind
+    return settings.reports_dir() / "gx" / model / storage.day_partition(day) / suite_kind
 
 
 def _share_static_assets(site: Path) -> None:

@@ -140,13 +140,24 @@ def test_an_unsupported_interval_is_a_config_error(tmp_path):
         load_model_config(path)
 
 
-def test_hourly_batches_are_a_config_error_saying_they_are_not_supported_yet(tmp_path):
-    path = table_variant(tmp_path, lambda raw: raw["source"].update(interval="hourly"))
+def test_an_hourly_table_source_is_valid_but_an_hourly_files_source_is_a_config_error(tmp_path):
+    hourly = load_model_config(table_variant(tmp_path, lambda raw: raw["source"].update(interval="hourly")))
+    files = table_variant(
+        tmp_path,
+        lambda raw: raw.update(
+            source={
+                "kind": "files",
+                "path": "data",
+                "pattern": "{day}.csv",
+                "start_date": "2024-01-01",
+                "interval": "hourly",
+            }
+        ),
+    )
 
-    with pytest.raises(
-        ConfigError, match=r"key 'source.interval': got 'hourly'; .*hourly batches are not supported yet"
-    ):
-        load_model_config(path)
+    assert hourly.source.interval == "hourly" and hourly.drift_window_days == 1
+    with pytest.raises(ConfigError, match=r"key 'source.interval': got 'hourly'; .*names each file by a day"):
+        load_model_config(files)
 
 
 def test_a_monthly_models_drift_check_compares_a_month_back_from_its_day(tmp_path):
