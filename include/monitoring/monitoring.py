@@ -310,16 +310,27 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
 
 
+def _batch_key(config: ModelConfig, day: dt.date) -> dt.date:
+    """Where the stores keep the batch holding `day`: the first day of its weekly or monthly interval."""
+    return intervals.interval_first_day(config.source.interval, day)
+
+
 def batch_settled(config: ModelConfig, day: dt.date) -> bool:
-    """Has ingestion dealt with the batch of `day`: curated it, or quarantined it?"""
-    return storage.curated_path(config.name, day).exists() or bool(storage.quarantined_batches(config.name, day))
+    """Has ingestion dealt with the batch of `day`: curated it, or quarantined it? A day without a row
+    of a weekly or monthly batch that passed validation is settled too (there is nothing to curate)."""
+    key = _batch_key(config, day)
+    if storage.curated_path(config.name, day).exists() or storage.quarantined_batches(config.name, key):
+        return True
+    passed = storage.validated_root(config.name, key).glob(f"*/{storage.REPORT_FILE}")
+    return config.source.interval in ("weekly", "monthly") and next(passed, None) is not None
 
 
 def quarantined_days(config: ModelConfig, first: dt.date, last: dt.date) -> list[dt.date]:
     """Days of the window whose batch ingestion quarantined and never curated."""
     return [
         day for day in _days(first, last)
-        if not storage.curated_path(config.name, day).exists() and storage.quarantined_batches(config.name, day)
+        if not storage.curated_path(config.name, day).exists()
+        and storage.quarantined_batches(config.name, _batch_key(config, day))
     ]
 
 

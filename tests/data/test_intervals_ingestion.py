@@ -260,3 +260,22 @@ def test_the_weekly_worked_example_curates_a_week_of_its_file(state_dir, tmp_pat
     assert (published["first_day"], published["last_day"], published["days"]) == ("2024-01-01", "2024-01-07", 7)
     curated = storage.read_curated("loans_weekly", dt.date(2024, 1, 1), dt.date(2024, 1, 7))
     assert sorted(curated["application_id"]) == sorted(f"a{number}" for number in range(56))
+
+
+def test_the_drift_sensor_sees_every_day_of_a_weekly_batch_as_settled(state_dir, demo_config, tmp_path):
+    from include.monitoring import monitoring
+
+    rows = applications(demo_config, WEEK[:6] + NEXT_WEEK)  # no row on the first Sunday
+    rows.loc[rows["event_timestamp"].dt.date == NEXT_WEEK[2], "region"] = "atlantis"
+    rows.to_parquet(tmp_path / "applications.parquet", index=False)
+    config = with_source(
+        demo_config,
+        TableSource(kind="table", path=str(tmp_path / "applications.parquet"), start_date=MONDAY, interval="weekly"),
+    )
+    curate(config, MONDAY)
+    with pytest.raises(ingestion.BatchRejected):
+        curate(config, NEXT_WEEK[0])
+
+    assert all(monitoring.batch_settled(config, day) for day in WEEK + NEXT_WEEK)
+    assert not monitoring.batch_settled(config, NEXT_WEEK[-1] + dt.timedelta(days=1))
+    assert monitoring.quarantined_days(config, WEEK[0], NEXT_WEEK[-1]) == NEXT_WEEK

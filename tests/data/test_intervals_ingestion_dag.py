@@ -84,3 +84,47 @@ def test_a_weekly_source_ingests_a_week_per_run_and_quarantines_a_bad_week_whole
     assert storage.curated_days("credit_default") == GOOD_WEEK
     [folder] = storage.quarantined_batches("credit_default", BAD_WEEK[0])
     assert len(pd.read_parquet(folder / "batch.parquet")) == 350  # the whole week, nothing lost
+
+
+@pytest.fixture
+def hourly_model(state_dir, demo_config, tmp_path):
+    """The demo model reading a day's rows from one Parquet file, an hour a run; its 23:00 hour has a bad region."""
+    day = dt.date(2026, 1, 14)
+    rows = data_world.feature_batch(demo_config, day)
+    rows = rows[rows["event_timestamp"].dt.hour >= 22].reset_index(drop=True)
+    rows.loc[rows["event_timestamp"].dt.hour == 23, "region"] = "atlantis"
+    rows.to_parquet(tmp_path / "applications.parquet", index=False)
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["source"] = {
+        "kind": "table",
+        "path": str(tmp_path / "applications.parquet"),
+        "interval": "hourly",
+        "start_date": day.isoformat(),
+    }
+    (settings.models_dir() / DEMO_CONFIG.name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return rows
+
+
+@pytest.mark.slow
+def test_an_hourly_source_announces_its_day_once_even_when_the_last_hour_is_quarantined(airflow_db, hourly_model):
+    from mlops_dags.model_dags import event_days
+
+    dag = load_dag()
+    before = len(curated_events())
+
+    ten_pm = dag.test(logical_date=None, run_conf={"day": "2026-01-14", "hour": 22})
+    eleven_pm = dag.test(logical_date=None, run_conf={"day": "2026-01-14", "hour": 23})
+
+    assert (dag.timetable.expression, dag.max_active_runs) == ("0 * * * *", 1)
+    assert ten_pm.state == "success"
+    assert {ti.task_id: ti.state for ti in ten_pm.get_task_instances()}["announce_day"] == "skipped"
+    states = {ti.task_id: ti.state for ti in eleven_pm.get_task_instances()}
+    assert (eleven_pm.state, states["validate_batch"], states["announce_day"]) == ("failed", "failed", "success")
+    [event] = curated_events()[before:]
+    assert {key: event.extra[key] for key in ("day", "rows", "hours_curated", "hours_quarantined")} == {
+        "day": "2026-01-14",
+        "rows": int((hourly_model["event_timestamp"].dt.hour == 22).sum()),
+        "hours_curated": [22],
+        "hours_quarantined": [23],
+    }
+    assert event_days({"triggering_asset_events": {"curated": [event]}}) == [dt.date(2026, 1, 14)]
