@@ -131,7 +131,7 @@ class SqlSource(_Strict):
     connection only. `table` selects the rows whose `schema.timestamp_column` falls in the
     interval [start, end); a `query` gets the interval's bounds bound as the parameters `start`
     and `end` in the driver's style (`%(start)s` for PostgreSQL). `labels_query` is bound to the
-    day the labels arrived, the same way.
+    interval in which the labels arrived, the same way.
     """
 
     kind: Literal["sql"]
