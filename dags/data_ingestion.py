@@ -58,6 +58,7 @@ its day's curated partition (the day's earlier rows of that hour are replaced) a
 day's labels, without an Asset update. **announce_day** then updates the Asset `{model}__curated_batch`
 once per day, in the run of the day's last hour (23:00), even when that hour failed or was
 quarantined: its extra names the `day`, its `rows` and the hours curated, quarantined and missing.
+**report_failed_hour** then fails the run when the hour failed, so a quarantined hour shows as a failed run.
 """
 
 
@@ -151,12 +152,20 @@ def build(config):
             context["outlet_events"][curated].extra = {"model": config.name, "interval": interval, **day}
             return day
 
+        @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+        def report_failed_hour() -> None:
+            """Fail the run when the hour's batch or labels failed: `announce_day`, which runs whatever
+            became of them, must not make the run look successful."""
+            raise AirflowFailException("the hour's batch or labels failed: see the failed task above")
+
         landed = land_batch()
-        published = publish_curated_batch(landed, validate_batch(landed))
+        validated = validate_batch(landed)
+        published = publish_curated_batch(landed, validated)
         labels = land_labels()
         labels >> published
         if hourly:
             [published, labels] >> announce_day()
+            [landed, validated, published, labels] >> report_failed_hour()
 
     return data_ingestion()
 
