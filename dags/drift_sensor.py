@@ -107,7 +107,7 @@ def build(config):
         doc_md=DOC.format(
             model=config.name,
             schedule=config.monitoring.schedule,
-            window=config.monitoring.window_days,
+            window=config.drift_window_days,
             delay=config.target.label_delay_days,
             metric=config.evaluation.primary_metric,
             consecutive=policy.consecutive_windows,

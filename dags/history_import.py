@@ -33,14 +33,17 @@ A person runs it, with the first and last day of the range in the **start** and 
 past before the model's first training, or to fill a long gap; daily ingestion stays the way new
 days arrive.
 
-1. **plan_chunks**: cut the range into chunks of **chunk_days** days.
-2. **import_chunk** (one mapped task per chunk, {parallel} at a time): each day goes through the steps
-   of `{model}__data_ingestion` with the same Great Expectations suites: land the batch, validate
-   it, store the labels that arrived that day, publish it to the curated store. A bad day is moved
-   to `quarantine/day=…/` with its GX report, and the other days still curate; labels that fail
-   go to quarantine too. Great Expectations is loaded once per chunk, not once per day, and no
-   Data Docs site is built for imported days. Re-running replaces the range's partitions.
-3. **summarize_range**: what arrived: curated days and rows, quarantined and missing days.
+1. **plan_chunks**: cut the range into its {interval} batch intervals (`source.interval`), and those
+   into chunks of about **chunk_days** days (whole intervals, at least one per chunk).
+2. **import_chunk** (one mapped task per chunk, {parallel} at a time): each interval goes through the
+   steps of `{model}__data_ingestion` with the same Great Expectations suites: land the batch,
+   validate it, store the labels that arrived meanwhile, publish it to the curated store by day. A bad
+   interval is moved to `quarantine/day=…/` (its first day) with its GX report, and the other
+   intervals still curate; labels that fail go to quarantine too. Great Expectations is loaded once
+   per chunk, not once per interval, and no Data Docs site is built for imported intervals.
+   Re-running replaces the range's partitions.
+3. **summarize_range**: what arrived: curated days and rows, quarantined and missing days (all the
+   days of a quarantined interval; the days of a curated one that had no row are missing).
 4. **announce_curated_range**: ONE update of the Asset `{model}__curated_batch` for the whole
    range, its extra `{{"first_day", "last_day", "days", "rows", "quarantined", "missing", ...}}`,
    so continuous training, batch prediction and the drift sensor run once, not once per day
@@ -64,6 +67,7 @@ def build(config):
         tags=dag_tags(config, 1),
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name, first_day=data_start(config), parallel=PARALLEL_CHUNKS,
+                          interval=config.source.interval,
                           last_day=f" or the source's last day, {end}, if earlier" if end else ""),
         params={
             "start": Param(None, type=["null", "string"], format="date", title="First day",
@@ -78,7 +82,7 @@ def build(config):
     def history_import():
         @task(retries=0)
         def plan_chunks(**context) -> list[list[str]]:
-            """The range's days, cut into chunks (ISO days), one mapped import task each."""
+            """The range's batch intervals, cut into chunks (their first days, ISO), one mapped import task each."""
             import datetime as dt
 
             from include.data import history_import as history
@@ -88,15 +92,16 @@ def build(config):
             start = params["start"] or data_start(config).isoformat()
             last = params["end"] or min(filter(None, (yesterday, end))).isoformat()
             try:
-                chunks = history.plan_chunks(start, last, params["chunk_days"])
+                chunks = history.plan_chunks(start, last, params["chunk_days"], config.source.interval)
             except ValueError as exc:
                 raise AirflowFailException(f"model {config.name!r}: {exc}") from exc
-            print(f"Importing {sum(map(len, chunks))} days from {start} to {last} in {len(chunks)} chunk(s)")
+            print(f"Importing {sum(map(len, chunks))} {config.source.interval} batch(es) holding {start} to {last} "
+                  f"in {len(chunks)} chunk(s)")
             return chunks
 
         @task(max_active_tis_per_dagrun=PARALLEL_CHUNKS)
         def import_chunk(days: list[str]) -> dict:
-            """Land, validate, store labels and publish each day of the chunk; a bad day goes to quarantine."""
+            """Land, validate, store labels and publish each interval of the chunk; a bad one goes to quarantine."""
             from include.data import history_import as history
 
             imported = history.import_chunk(config, days)

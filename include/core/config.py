@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from include.core import settings
+from include.core import intervals, settings
 
 # libyaml's loader is about ten times faster than the pure-Python one, and configs are read at
 # every DAG parse.
@@ -66,6 +66,18 @@ class Scenario(_Strict):
         return self
 
 
+def _not_hourly(value: Any) -> Any:
+    if value == "hourly":
+        raise ValueError("a files source names each file by a day ({day}): use daily, weekly or monthly")
+    return value
+
+
+BatchInterval = Literal["hourly", "daily", "weekly", "monthly"]
+"""`source.interval`: the unit in which the source delivers data (`include.core.intervals`)."""
+DayInterval = Annotated[Literal["daily", "weekly", "monthly"], BeforeValidator(_not_hourly)]
+"""A `files` source's interval: each interval's file is named by its first day."""
+
+
 class SyntheticSource(_Strict):
     """A seeded generator of daily credit applications with known drift (the demo's data world)."""
 
@@ -75,6 +87,7 @@ class SyntheticSource(_Strict):
     days: Annotated[int, Field(ge=1)]
     rows_per_day: Annotated[int, Field(ge=1)] = 1000
     scenarios: list[Scenario] = Field(default_factory=list)
+    interval: Literal["daily"] = Field("daily", description="The data world is daily only.")
 
     @property
     def end_date(self) -> dt.date:
@@ -96,6 +109,7 @@ class FilesSource(_Strict):
     labels_pattern: str = "{day}.parquet"
     start_date: dt.date
     end_date: dt.date | None = None
+    interval: DayInterval = "daily"
 
     @field_validator("pattern", "labels_pattern")
     @classmethod
@@ -117,7 +131,7 @@ class SqlSource(_Strict):
     connection only. `table` selects the rows whose `schema.timestamp_column` falls in the
     interval [start, end); a `query` gets the interval's bounds bound as the parameters `start`
     and `end` in the driver's style (`%(start)s` for PostgreSQL). `labels_query` is bound to the
-    day the labels arrived, the same way.
+    interval in which the labels arrived, the same way.
     """
 
     kind: Literal["sql"]
@@ -129,6 +143,7 @@ class SqlSource(_Strict):
     labels_query: str | None = Field(None, description="Labels that arrived in [start, end): entity, target.")
     start_date: dt.date
     end_date: dt.date | None = None
+    interval: BatchInterval = "daily"
 
     @field_validator("query", "labels_query")
     @classmethod
@@ -162,6 +177,7 @@ class TableSource(_Strict):
     labels_timestamp_column: str = "label_timestamp"
     start_date: dt.date
     end_date: dt.date | None = None
+    interval: BatchInterval = "daily"
 
 
 Source = Annotated[SyntheticSource | FilesSource | SqlSource | TableSource, Field(discriminator="kind")]
@@ -416,7 +432,9 @@ class Monitoring(_Strict):
     (`include.monitoring.feature_skew`); above it the sensor alerts and withholds retrain requests."""
 
     schedule: str = "@daily"
-    window_days: Annotated[int, Field(ge=1)] = 1
+    window_days: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Days each check compares; None: one batch interval's days (`drift_window_days`)."
+    )
     reports: Literal["on_request", "on_drift", "every_check"] = "on_request"
     skew_max_share: Annotated[float, Field(ge=0, le=1)] = 0.01
     drift: Drift = Drift()
@@ -528,12 +546,23 @@ class ModelConfig(_Strict):
         not_features = [name for name in self.evaluation.slices if name not in self.features.categorical]
         if not_features:
             raise ValueError(f"evaluation.slices must be categorical features, got {not_features}")
+        for key, days in (("training.window_days", self.training.window_days),
+                          ("monitoring.window_days", self.monitoring.window_days)):
+            interval = self.source.interval
+            if days is not None and days < intervals.longest_days(interval):
+                raise ValueError(f"{key}: {days} day(s) is shorter than one {interval} batch interval "
+                                 f"({intervals.longest_days(interval)} days, source.interval); give at least that")
         for name, policy in self.replay.policies.items():
             if name in BUILT_IN_REPLAY_POLICIES:
                 raise ValueError(f"replay.policies.{name}: {name} is a built-in policy; give yours another name")
             if "schedule" in policy.retrain_on and not self.training.schedule:
                 raise ValueError(f"replay.policies.{name} retrains on schedule, but training.schedule is not set")
         return self
+
+    @property
+    def drift_window_days(self) -> int:
+        """The drift sensor's window in days: `monitoring.window_days`, else one batch interval's (at most)."""
+        return self.monitoring.window_days or intervals.longest_days(self.source.interval)
 
     @property
     def schema(self) -> Schema:  # noqa: D102 - the field is `schema_` only because BaseModel owns `schema`

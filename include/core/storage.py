@@ -8,6 +8,10 @@ Layout under the data folder (`settings.data_dir()`), one tree per model:
     <model>/quarantine/day=YYYY-MM-DD/<sha>/       a batch that failed, with its validation report
     <model>/labels/day=YYYY-MM-DD/labels.parquet   labels that arrived on that day and passed validation
 
+A batch is kept under the first day of its interval (`source.interval`); an hourly batch under
+`day=YYYY-MM-DD/hour=HH/` in the landing, validated and quarantine stores. Curated rows and labels
+are always stored by day.
+
 Writes are atomic (a temporary file renamed into place), so re-running a task replaces its
 partition and never leaves a duplicate or a half-written file.
 """
@@ -37,6 +41,9 @@ LABEL_TIMESTAMP = "label_timestamp"
 
 
 def day_partition(day: dt.date) -> str:
+    """`day=YYYY-MM-DD`, or for an hourly batch (a datetime) `day=YYYY-MM-DD/hour=HH`."""
+    if isinstance(day, dt.datetime):
+        return f"day={day.date().isoformat()}/hour={day.hour:02d}"
     return f"day={day.isoformat()}"
 
 
@@ -48,12 +55,16 @@ def landing_dir(model: str, day: dt.date) -> Path:
     return model_root(model) / "landing" / day_partition(day)
 
 
+def _day(day: dt.date) -> dt.date:
+    return day.date() if isinstance(day, dt.datetime) else day
+
+
 def curated_path(model: str, day: dt.date) -> Path:
-    return model_root(model) / "curated" / day_partition(day) / CURATED_FILE
+    return model_root(model) / "curated" / day_partition(_day(day)) / CURATED_FILE
 
 
 def labels_path(model: str, day: dt.date) -> Path:
-    return model_root(model) / "labels" / day_partition(day) / LABELS_FILE
+    return model_root(model) / "labels" / day_partition(_day(day)) / LABELS_FILE
 
 
 def quarantine_root(model: str, day: dt.date) -> Path:

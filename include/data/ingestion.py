@@ -1,4 +1,10 @@
-"""Data ingestion, step by step: land a day's batch, validate it with GX, then publish or quarantine.
+"""Data ingestion, step by step: land an interval's batch, validate it with GX, then publish or quarantine.
+
+A batch is what the source delivered in one batch interval (`source.interval`: an hour, a day, a
+week or a month), keyed in the landing, validated and quarantine stores by the interval's first day
+(an hour: by its start). It is validated once, so a blocking failure quarantines the whole interval.
+Publish splits a weekly or monthly batch by its timestamp column's UTC date into the days' curated
+partitions, and merges an hour into its day's partition: everything downstream works on days.
 
 Each step takes the model config, the day and file URIs, and returns a small JSON-able dict, so
 the Airflow tasks that call them pass URIs, never DataFrames. Validation reads a snapshot of the
@@ -15,7 +21,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from include.core import storage
+import pandas as pd
+
+from include.core import intervals, storage
 from include.core.config import ModelConfig
 from include.data import sources, validation
 
@@ -28,8 +36,26 @@ class BatchNotValidated(Exception):
     """Publish was asked for bytes that no validation of the day passed (the file changed since)."""
 
 
+def batch_day(config: ModelConfig, day: dt.date) -> dt.date:
+    """The key of the batch interval holding `day` in the stores: its first day, or an hour's start
+    (a tz-naive UTC datetime) for an hourly source."""
+    if config.source.interval == "hourly":
+        return intervals.interval_bounds("hourly", day)[0]
+    return intervals.interval_first_day(config.source.interval, day)
+
+
+def parse_batch_key(text: str) -> dt.date:
+    """A batch's key from its ISO form (as `land` returns it): a day, or an hourly batch's datetime."""
+    return dt.datetime.fromisoformat(text) if "T" in text else dt.date.fromisoformat(text)
+
+
 def land(config: ModelConfig, day: dt.date) -> dict:
-    """Copy what the source delivered for `day` into the landing zone."""
+    """Copy what the source delivered in the batch interval holding `day` into the landing zone.
+
+    Returns:
+        {"day": the interval's first day, "batch_uri"}.
+    """
+    day = batch_day(config, day)
     path = sources.land_batch(config, day)
     return {"day": day.isoformat(), "batch_uri": str(path)}
 
@@ -86,9 +112,16 @@ def validate(config: ModelConfig, day: dt.date, batch_uri: str, *, data_docs: bo
 def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
     """Write a validated batch to the curated store, replacing the day's earlier version.
 
+    A weekly or monthly batch is split by its timestamp column's UTC date, each day written to its
+    own partition (`publish_interval`).
+
     Args:
+        day: the batch's day (a weekly or monthly batch's: its interval's first day).
         batch_uri: `validate`'s `validated_uri`, or a landed file: then the snapshot that passed
             with the same bytes is published.
+
+    Returns:
+        A daily batch: {"day", "curated_uri", "rows"}; else `publish_interval`'s range.
 
     Raises:
         BatchNotValidated: no validation of the day passed these bytes (the landed file was
@@ -101,16 +134,105 @@ def publish(config: ModelConfig, day: dt.date, batch_uri: str) -> dict:
             "never validated): nothing published; validate the day again"
         )
     frame = sources.read_batch(snapshot, config.schema)
+    if config.source.interval == "hourly":
+        return publish_hour(config, day, frame)
+    if config.source.interval != "daily":
+        return publish_interval(config, day, frame)
     path = storage.write_curated_batch(config.name, day, frame)
     return {"day": day.isoformat(), "curated_uri": str(path), "rows": len(frame)}
 
 
+def _rows_by_day(frame: pd.DataFrame, column: str, days: list[dt.date]) -> dict[dt.date, pd.DataFrame]:
+    """The rows of `frame` by the UTC date of `column` (tz-naive UTC), oldest first.
+
+    A date outside `days` counts on the nearest of them and a missing one on the last, so every
+    row lands in the interval it was delivered with.
+    """
+    dates = pd.to_datetime(frame[column], errors="coerce").dt.date
+    dates = dates.map(lambda date: days[-1] if pd.isna(date) else min(max(date, days[0]), days[-1]))
+    return {day: rows.reset_index(drop=True) for day, rows in frame.groupby(dates, sort=True)}
+
+
+def publish_interval(config: ModelConfig, day: dt.date, frame: pd.DataFrame) -> dict:
+    """Write a validated weekly or monthly batch to the curated store, one partition per day of its rows.
+
+    Returns:
+        The range, as the history import announces one: {"model", "interval", "first_day",
+        "last_day" (the interval's), "days" (curated days), "rows", "quarantined" ([]), "missing"
+        (the interval's days without a row), "curated_days"}; consumers expand it with `event_days`.
+    """
+    days = intervals.interval_days(config.source.interval, day)
+    by_day = _rows_by_day(frame, config.schema.timestamp_column, days)
+    for each, rows in by_day.items():
+        storage.write_curated_batch(config.name, each, rows)
+    return {
+        "model": config.name,
+        "interval": config.source.interval,
+        "first_day": days[0].isoformat(),
+        "last_day": days[-1].isoformat(),
+        "days": len(by_day),
+        "rows": len(frame),
+        "quarantined": [],
+        "missing": [each.isoformat() for each in days if each not in by_day],
+        "curated_days": [each.isoformat() for each in by_day],
+    }
+
+
+def _merge_hour(path: Path, frame: pd.DataFrame, column: str, hour: dt.datetime) -> pd.DataFrame:
+    """The day's partition at `path` with its rows of the hour (by `column`) replaced by `frame`, sorted by `column`."""
+    start, end = intervals.interval_bounds("hourly", hour)
+    if not path.is_file():
+        return frame.sort_values(column, kind="stable").reset_index(drop=True)
+    kept = pd.read_parquet(path)
+    kept = kept[~((kept[column] >= start) & (kept[column] < end))]
+    merged = pd.concat([kept, frame], ignore_index=True) if len(kept) else frame
+    return merged.sort_values(column, kind="stable").reset_index(drop=True)
+
+
+def publish_hour(config: ModelConfig, hour: dt.datetime, frame: pd.DataFrame) -> dict:
+    """Merge a validated hour into its day's curated partition: the day's earlier rows of that hour
+    are replaced (a re-run publishes it again, never twice), the others kept. Runs of one model must
+    not publish at once (the hourly ingestion DAG runs one at a time).
+
+    Returns:
+        {"hour", "curated_uri", "rows" (the hour's), "curated_days" ([its day])}.
+    """
+    path = storage.curated_path(config.name, hour.date())
+    storage.write_parquet_atomically(_merge_hour(path, frame, config.schema.timestamp_column, hour), path)
+    return {"hour": hour.isoformat(), "curated_uri": str(path), "rows": len(frame),
+            "curated_days": [hour.date().isoformat()]}
+
+
+def hours_of_day(config: ModelConfig, day: dt.date) -> dict:
+    """What an hourly source's day holds so far, as its curated-batch Asset event says it.
+
+    Returns:
+        {"day", "rows" (curated), "hours_curated", "hours_quarantined" (a batch in quarantine and
+        no curated row), "hours_missing" (neither): hours as 0-23}.
+    """
+    path = storage.curated_path(config.name, day)
+    rows = pd.read_parquet(path, columns=[config.schema.timestamp_column]) if path.is_file() else pd.DataFrame()
+    curated = sorted({int(hour) for hour in rows[config.schema.timestamp_column].dt.hour}) if len(rows) else []
+    quarantine = storage.quarantine_root(config.name, day)
+    quarantined = sorted(hour for hour in range(24) if hour not in curated
+                         and (quarantine / f"hour={hour:02d}").is_dir())
+    return {"day": day.isoformat(), "rows": len(rows), "hours_curated": curated, "hours_quarantined": quarantined,
+            "hours_missing": [hour for hour in range(24) if hour not in curated and hour not in quarantined]}
+
+
 def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) -> dict:
-    """Store the labels that arrived on `day` once they pass the labels suite (and build its Data Docs).
+    """Store the labels that arrived in the batch interval holding `day` once they pass the labels
+    suite (and build its Data Docs).
 
     Labels that fail go to quarantine with their report and never reach the labels store (what
-    it held for the day stays), so training never joins them; `BatchRejected` names the failed rules.
+    it held for the interval stays), so training never joins them; `BatchRejected` names the
+    failed rules. A weekly or monthly interval's labels are stored per arrival day (the UTC date
+    of `label_timestamp`).
+
+    Returns:
+        {"day" (the interval's first day), "labels_uri" (of its first stored day, or None), "rows"}.
     """
+    day = batch_day(config, day)
     labels = sources.arrived_labels(config, day)
     if labels is None:
         return {"day": day.isoformat(), "labels_uri": None, "rows": 0}
@@ -118,5 +240,14 @@ def land_labels(config: ModelConfig, day: dt.date, *, data_docs: bool = True) ->
     if not outcome.passed:
         folder = storage.quarantine_labels(config.name, day, labels, outcome.to_dict())
         raise BatchRejected(f"labels of {day}: {validation.describe_failures(outcome)}. Quarantined in {folder}")
-    path = storage.write_labels(config.name, day, labels)
-    return {"day": day.isoformat(), "labels_uri": str(path), "rows": len(labels)}
+    if config.source.interval == "hourly":
+        path = storage.labels_path(config.name, day)
+        merged = _merge_hour(path, labels, storage.LABEL_TIMESTAMP, day)
+        paths = [storage.write_parquet_atomically(merged, path)]
+    elif config.source.interval == "daily":
+        paths = [storage.write_labels(config.name, day, labels)]
+    else:
+        days = intervals.interval_days(config.source.interval, day)
+        by_day = _rows_by_day(labels, storage.LABEL_TIMESTAMP, days)
+        paths = [storage.write_labels(config.name, each, rows) for each, rows in by_day.items()]
+    return {"day": day.isoformat(), "labels_uri": str(paths[0]) if paths else None, "rows": len(labels)}

@@ -7,15 +7,17 @@ rather than fail somewhere upstream with a stack trace. Reading is a separate st
 
 Four kinds of source (`source.kind` in the model config):
 - `synthetic`: the data world of `include.demo.data_world`, landed as `batch.parquet`.
-- `files`: the user's CSV or Parquet files, one per day, named by `pattern` (e.g.
-  `applications_{day}.csv` with the day as YYYY-MM-DD), copied byte for byte keeping their name.
+- `files`: the user's CSV or Parquet files, one per batch interval, named by `pattern` (e.g.
+  `applications_{day}.csv` with the interval's first day as YYYY-MM-DD), copied byte for byte
+  keeping their name.
 - `table`: one CSV or Parquet file, or a folder or glob of them, with many days of rows; the
   interval's rows are selected by the timestamp column and landed as `batch.parquet`.
 - `sql`: a database table or query read through an Airflow Connection; the interval's rows are
   landed as `batch.parquet`.
 
-`table` and `sql` are read by interval, [start, end) as tz-naive UTC datetimes, so that a source
-is not tied to days; `land_batch` and `arrived_labels` pass the day's bounds. A `table` row whose
+`table` and `sql` are read by interval, [start, end) as tz-naive UTC datetimes; `land_batch` and
+`arrived_labels` pass the bounds of the batch interval (`source.interval`: a day, a week, a month)
+that holds the day they are given. A `table` row whose
 timestamp is missing or does not parse belongs to no interval that can be known: it is landed with
 every interval its file spans (all of them when no timestamp of the file parses), its timestamp
 column as delivered, so validation quarantines the interval with a report and nothing is lost.
@@ -38,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from include.core import settings, storage
+from include.core import intervals, settings, storage
 from include.core.config import FilesSource, ModelConfig, Schema, SqlSource, TableSource
 from include.demo import data_world
 
@@ -66,11 +68,11 @@ class SqlSourceError(SourceError):
 
 
 def land_batch(config: ModelConfig, day: dt.date) -> Path:
-    """Copy what the source delivered for `day` into the landing store.
+    """Copy what the source delivered for the batch interval starting on `day` into the landing store.
 
     Returns:
         The landed file: `landing/day=…/batch.parquet` for the synthetic, table and sql sources,
-        the user's file name for a files source.
+        the user's file name for a files source (`day=` the interval's first day).
 
     Raises:
         BatchNotArrived: no file at the expected path, no row in the day, or a day outside the
@@ -80,7 +82,7 @@ def land_batch(config: ModelConfig, day: dt.date) -> Path:
     source = config.source
     folder = storage.landing_dir(config.name, day)
     if isinstance(source, (SqlSource, TableSource)):
-        start, end = day_bounds(day)
+        start, end = intervals.interval_bounds(source.interval, day)
         rows = sql_rows(config, start, end) if isinstance(source, SqlSource) else table_rows(config, start, end)
         return storage.write_parquet_atomically(rows, folder / INTERVAL_BATCH_FILE)
     if isinstance(source, FilesSource):
@@ -101,11 +103,12 @@ def land_batch(config: ModelConfig, day: dt.date) -> Path:
 
 
 def arrived_labels(config: ModelConfig, day: dt.date) -> pd.DataFrame | None:
-    """The labels that arrived on `day`, read but not stored: they are stored once validated.
+    """The labels that arrived in the batch interval starting on `day`, read but not stored: they
+    are stored once validated.
 
     The labels frame has the entity column, the target column and, when known, the event
-    timestamp and `label_timestamp` (when the label became known; the day's midnight when a
-    user's file does not say).
+    timestamp and `label_timestamp` (when the label became known; when the source does not say,
+    the midnight that starts the interval's last day: the day itself for a daily source).
 
     Returns:
         The labels, or None when no labels arrived that day.
@@ -116,7 +119,7 @@ def arrived_labels(config: ModelConfig, day: dt.date) -> pd.DataFrame | None:
     """
     source = config.source
     if isinstance(source, (SqlSource, TableSource)):
-        start, end = day_bounds(day)
+        start, end = intervals.interval_bounds(source.interval, day)
         if isinstance(source, SqlSource):
             labels = sql_labels(config, start, end)
         else:
@@ -129,7 +132,8 @@ def arrived_labels(config: ModelConfig, day: dt.date) -> pd.DataFrame | None:
         delivered = _day_file(source.labels_path, source.labels_pattern, day)
         if not delivered.is_file():
             return None
-        labels = _user_labels(config, read_batch(delivered, config.schema), delivered, day)
+        last_day = intervals.interval_days(source.interval, day)[-1]
+        labels = _user_labels(config, read_batch(delivered, config.schema), delivered, last_day)
     else:
         labels = data_world.labels_arriving_on(config, day)
     return None if labels.empty else labels
@@ -307,7 +311,7 @@ def sql_labels(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> pd.
             f"model {config.name!r}: source.labels_query on connection {source.conn_id!r} returned no "
             f"column {missing}; labels need at least {expected}"
         )
-    return _interval_labels(config, labels, start)
+    return _interval_labels(config, labels, max(start, end - dt.timedelta(days=1)))
 
 
 def _sql_hook(config: ModelConfig):
@@ -409,7 +413,8 @@ def table_labels(config: ModelConfig, start: dt.datetime, end: dt.datetime) -> p
     missing = [name for name in expected if name not in labels]
     if missing:
         raise UnreadableBatch(f"{source.labels_path}: labels lack the columns {missing}; expected at least {expected}")
-    return _interval_labels(config, labels.rename(columns={column: data_world.LABEL_TIMESTAMP}), start)
+    known = max(start, end - dt.timedelta(days=1))
+    return _interval_labels(config, labels.rename(columns={column: data_world.LABEL_TIMESTAMP}), known)
 
 
 def _table_files(config: ModelConfig, where: str, key: str, *, missing_ok: bool = False) -> list[Path]:
@@ -557,11 +562,11 @@ def _as_text(values: pd.Series) -> pd.Series:
                       value.isoformat() if isinstance(value, dt.datetime) else str(value)).astype(object)
 
 
-def _interval_labels(config: ModelConfig, labels: pd.DataFrame, start: dt.datetime) -> pd.DataFrame:
-    """Labels with `label_timestamp` (the interval's start when the source does not say) and timestamps as naive UTC."""
+def _interval_labels(config: ModelConfig, labels: pd.DataFrame, known: dt.datetime) -> pd.DataFrame:
+    """Labels with `label_timestamp` (`known` when the source does not say) and timestamps as naive UTC."""
     labels = labels.copy()
     if data_world.LABEL_TIMESTAMP not in labels:
-        labels[data_world.LABEL_TIMESTAMP] = pd.Timestamp(start)
+        labels[data_world.LABEL_TIMESTAMP] = pd.Timestamp(known)
     else:
         labels[data_world.LABEL_TIMESTAMP] = _utc_naive(labels[data_world.LABEL_TIMESTAMP])
     if config.schema.timestamp_column in labels:

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from include.core import settings
+from include.core import intervals, settings, storage
 from include.core.config import ConfigError, ModelConfig
 
 if TYPE_CHECKING:
@@ -192,9 +192,11 @@ def _bound(value: float | None) -> float | int | None:
     return int(value) if value is not None and float(value).is_integer() else value
 
 
-def _day_window(day: dt.date, *, naive: bool) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time(), tzinfo=None if naive else dt.UTC)
-    return start, start + dt.timedelta(days=1)
+def _interval_window(config: ModelConfig, day: dt.date, *, naive: bool) -> tuple[dt.datetime, dt.datetime]:
+    """The bounds of the batch interval (`source.interval`) starting on `day`, aware in UTC unless `naive`."""
+    start, end = intervals.interval_bounds(config.source.interval, day)
+    zone = None if naive else dt.UTC
+    return start.replace(tzinfo=zone), end.replace(tzinfo=zone)
 
 
 def _hand_written_expectation(config: ModelConfig, index: int) -> Any:
@@ -227,7 +229,8 @@ def build_feature_suite(
     Args:
         config: The model config; its schema gives columns, types, nullability, uniqueness, ranges,
             allowed values, warn-only columns and hand-written expectations.
-        day: When given, the timestamp column must fall within [day 00:00 UTC, next day 00:00 UTC).
+        day: When given, the timestamp column must fall within the batch interval starting on it
+            ([day 00:00 UTC, next day 00:00 UTC) for a daily source).
         naive_timestamps: Compare the timestamp column with bounds without a time zone (for a
             column stored without one, whose times are taken to be UTC).
 
@@ -264,7 +267,7 @@ def build_feature_suite(
                 gxe.ExpectColumnValuesToBeInSet(column=name, value_set=column.allowed, severity=value_severity)
             )
     if day is not None:
-        start, end = _day_window(day, naive=naive_timestamps)
+        start, end = _interval_window(config, day, naive=naive_timestamps)
         expectations.append(
             gxe.ExpectColumnValuesToBeBetween(
                 column=schema.timestamp_column, min_value=start, max_value=end, strict_max=True
@@ -376,7 +379,7 @@ def _ephemeral_context() -> Any:
 
 def data_docs_dir(model: str, day: dt.date, suite_kind: SuiteKind) -> Path:
     """Where the Data Docs site of a day's validation lives."""
-    return settings.reports_dir() / "gx" / model / f"day={day.isoformat()}" / suite_kind
+    return settings.reports_dir() / "gx" / model / storage.day_partition(day) / suite_kind
 
 
 def _share_static_assets(site: Path) -> None:
@@ -505,7 +508,8 @@ def validate_batch(
     Args:
         config: The model config the suite is generated from.
         frame: The batch as read from the landing file, before any cleaning.
-        day: The day the batch belongs to; its timestamps must fall within it.
+        day: The day the batch belongs to (its interval's first day); its timestamps must fall
+            within its interval.
         suite_kind: "features" for the daily feature batch, "labels" for the day's feedback.
         data_docs: False skips the Data Docs site (a replay's throw-away ingestion and a history
             import, which nobody browses day by day): the suite then runs without a checkpoint, on

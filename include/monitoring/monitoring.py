@@ -1,6 +1,7 @@
 """Monitoring: the checks of the drift sensor, end to end, one window each.
 
-What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.window_days`):
+What `<model>__drift_sensor` runs. A check of the day D (window W = `monitoring.window_days`, else one
+batch interval):
 
     champion of D ──► reference profile ──► drift ──────────────┐
     (the version      (its training set,     (curated rows of    ├─► retrain policy ──► retrain request
@@ -72,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from include.core import champion_history, registry, settings, storage
+from include.core import champion_history, intervals, registry, settings, storage
 from include.core.jsonable import write_json_atomically
 from include.delivery import prediction_log
 from include.delivery.batch_prediction import positive_probabilities
@@ -262,8 +263,13 @@ def reference_inputs(
 
 
 def window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date]:
-    """The days whose inputs the check of `day` compares: the `monitoring.window_days` up to `day`."""
-    return day - dt.timedelta(days=config.monitoring.window_days - 1), day
+    """The days whose inputs the check of `day` compares: the `monitoring.window_days` up to `day`.
+
+    Unset, the window is one batch interval long (`source.interval`): a day, a week, or a month back
+    from `day` (so a monthly model's check of January 31 compares the whole of January).
+    """
+    days = config.monitoring.window_days or intervals.days_in_interval_ending(config.source.interval, day)
+    return day - dt.timedelta(days=days - 1), day
 
 
 def label_window_of(config: ModelConfig, day: dt.date) -> tuple[dt.date, dt.date]:
@@ -311,16 +317,27 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
 
 
+def _batch_key(config: ModelConfig, day: dt.date) -> dt.date:
+    """Where the stores keep the batch holding `day`: the first day of its weekly or monthly interval."""
+    return intervals.interval_first_day(config.source.interval, day)
+
+
 def batch_settled(config: ModelConfig, day: dt.date) -> bool:
-    """Has ingestion dealt with the batch of `day`: curated it, or quarantined it?"""
-    return storage.curated_path(config.name, day).exists() or bool(storage.quarantined_batches(config.name, day))
+    """Has ingestion dealt with the batch of `day`: curated it, or quarantined it? A day without a row
+    of a weekly or monthly batch that passed validation is settled too (there is nothing to curate)."""
+    key = _batch_key(config, day)
+    if storage.curated_path(config.name, day).exists() or storage.quarantined_batches(config.name, key):
+        return True
+    passed = storage.validated_root(config.name, key).glob(f"*/{storage.REPORT_FILE}")
+    return config.source.interval in ("weekly", "monthly") and next(passed, None) is not None
 
 
 def quarantined_days(config: ModelConfig, first: dt.date, last: dt.date) -> list[dt.date]:
     """Days of the window whose batch ingestion quarantined and never curated."""
     return [
         day for day in _days(first, last)
-        if not storage.curated_path(config.name, day).exists() and storage.quarantined_batches(config.name, day)
+        if not storage.curated_path(config.name, day).exists()
+        and storage.quarantined_batches(config.name, _batch_key(config, day))
     ]
 
 
@@ -576,7 +593,7 @@ def change_start(config: ModelConfig, day: dt.date, reason: str) -> dt.date:
     """
     if reason == "performance":
         return label_window_of(config, day)[0]
-    windows = config.monitoring.retrain_policy.consecutive_windows * config.monitoring.window_days
+    windows = config.monitoring.retrain_policy.consecutive_windows * config.drift_window_days
     return day - dt.timedelta(days=windows - 1)
 
 
@@ -910,7 +927,7 @@ def log_monitoring_run(
     metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if value is not None]
     mlflow_client.log_batch(run_id, metrics=metrics)
     if existing is None:
-        mlflow_client.log_param(run_id, "window_days", config.monitoring.window_days)
+        mlflow_client.log_param(run_id, "window_days", config.drift_window_days)
     mlflow_client.log_artifacts(run_id, str(folder), artifact_path="drift_report")
     mlflow_client.set_terminated(run_id)
     return run_id, emitted

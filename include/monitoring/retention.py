@@ -58,7 +58,7 @@ def artefact_folders(model: str) -> dict[str, Path]:
 
 def days_kept(config: ModelConfig) -> dict[str, int | None]:
     """Kind -> the number of days kept: the setting, raised to what the drift sensor still reads; None keeps all."""
-    label_window = config.target.label_delay_days + max(config.monitoring.window_days, PERFORMANCE_MAX_DAYS)
+    label_window = config.target.label_delay_days + max(config.drift_window_days, PERFORMANCE_MAX_DAYS)
     needs = {
         "reports": config.monitoring.retrain_policy.cooldown_days + 1,
         "logs": label_window,

@@ -133,9 +133,12 @@ def plan_days(config: ModelConfig, start: dt.date | None, end: dt.date | None) -
     every policy starts from the same model, trained on a whole window.
 
     Raises:
-        ReplayError: START or END outside the source's days, or too few days for a first window
-            and one day served.
+        ReplayError: START or END outside the source's days, too few days for a first window
+            and one day served, or a source that is not daily (a replay steps day by day).
     """
+    if config.source.interval != "daily":
+        raise ReplayError(f"{config.name}: source.interval is {config.source.interval!r}; a replay ingests, serves "
+                          "and trains day by day, so it replays daily sources only")
     first, last = source_days(config)
     if last is None and end is None:
         raise ReplayError(f"{config.name}: its {config.source.kind} source has no end_date: name the last day "
