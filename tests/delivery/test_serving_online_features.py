@@ -267,6 +267,29 @@ def test_an_online_store_that_is_down_is_a_503_and_full_requests_are_still_serve
     assert after.json()["predictions"] == before.json()["predictions"]
 
 
+def test_an_online_store_that_cannot_be_opened_is_reported_in_health_and_lookups_get_503(
+    state_dir: Path,  # noqa: F811
+    demo_config: ModelConfig,  # noqa: F811
+    champion: str,  # noqa: F811
+    curated: pd.DataFrame,
+) -> None:
+    repository = feature_store.repo_dir(MODEL)
+    shutil.rmtree(repository)
+    repository.write_text("a file where the Feast repository folder should be")
+    with running_service() as running:
+        running.wait_for(lambda info: info["ready"], "the champion to be loaded")
+        health = running.http.get("/health").json()
+        by_id = running.predict([{ENTITY: curated[ENTITY].iloc[0]}])
+        full = running.predict([sent_features(demo_config, curated.iloc[0])])
+
+    assert health["status"] == "degraded"
+    assert any("cannot open the online store" in problem for problem in health["problems"])
+    assert by_id.status_code == 503, by_id.text
+    assert by_id.json()["error"] == "online_store_unavailable"
+    assert "cannot open the online store" in by_id.json()["message"]
+    assert full.status_code == 200, full.text
+
+
 # --- import cost ---------------------------------------------------------------------------------
 
 
