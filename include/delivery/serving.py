@@ -28,8 +28,8 @@ accepted and written to the prediction log but not given to the model; any other
 Online features: for a model with `feature_store: feast`, a record that carries its entity id
 (`schema.entity_column`) may leave out any features; they are read from the model's Feast online
 store (`include.features.online_features`), and the features it sends are used as sent. Feast is
-imported, and each such model's store opened, by the follower thread before its first round, so a
-service without such models never imports Feast.
+imported, and each such model's store opened, by the follower thread at the start of its rounds,
+before the champions are loaded; a service without such models never imports Feast.
 Errors are JSON `{"error": <code>, "message": ..., "errors": [{"index", "field", "message"}]}`:
 400 malformed JSON, 404 unknown model, 413 more records than `serving.max_batch_size` (or a body
 over `max_batch_size` x 4 KiB), 422 invalid records, 503 no champion loaded yet; a 500 only when
