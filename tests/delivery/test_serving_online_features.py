@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from tests.service_world import MODEL, Service, running_service, wait_until
 
 DAY = dt.date(2026, 1, 6)
 ENTITY = "application_id"
+REDIS_TIMEOUTS = "socket_timeout=0.5,socket_connect_timeout=0.5,retry=null"
+"""As the compose file gives the service: without `retry=null` redis-py retries a timed-out read 10 times."""
 
 
 def curated_day(config: ModelConfig, rows: int = 20) -> pd.DataFrame:
@@ -213,8 +216,18 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
             self.process.wait(timeout=10)
+
+    def hang(self) -> None:
+        """Stop answering while keeping the port open, as a server stuck or cut off by the network."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def _answers(self) -> bool:
         try:
@@ -235,14 +248,15 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_an_online_store_that_is_down_is_a_503_and_full_requests_are_still_served(
+def test_an_online_store_that_hangs_or_is_down_is_a_503_and_full_requests_are_still_served(
     state_dir: Path,  # noqa: F811
     demo_config: ModelConfig,  # noqa: F811
     champion: str,  # noqa: F811
     redis_server: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(feature_store.REDIS_ENV, f"127.0.0.1:{redis_server.port},db=0")
+    # The socket timeouts bound a request when Redis does not answer.
+    monkeypatch.setenv(feature_store.REDIS_ENV, f"127.0.0.1:{redis_server.port},db=0,{REDIS_TIMEOUTS}")
     batch = curated_day(demo_config)
     by_id = [{ENTITY: batch[ENTITY].iloc[0]}]
     full = [sent_features(demo_config, batch.iloc[0])]
@@ -250,21 +264,29 @@ def test_an_online_store_that_is_down_is_a_503_and_full_requests_are_still_serve
         running.wait_for(lambda info: info["ready"], "the champion to be loaded")
         before = running.predict(by_id)
 
+        redis_server.hang()
+        hung = running.predict(by_id)
+        full_while_hung = running.predict(full)
+        redis_server.resume()
+        resumed = running.predict(by_id)
+
         redis_server.stop()
         down = running.predict(by_id)
-        full_while_down = running.predict(full)
 
         redis_server.start()  # an empty server: materialized again, as the next day's task would
         feature_store.materialize_day(demo_config, DAY)
         after = running.predict(by_id)
 
     assert before.status_code == 200, before.text
-    assert down.status_code == 503, down.text
-    assert down.json()["error"] == "online_store_unavailable"
-    assert "redis online store" in down.json()["message"]
-    assert full_while_down.status_code == 200, full_while_down.text
-    assert after.status_code == 200, after.text
-    assert after.json()["predictions"] == before.json()["predictions"]
+    for failed in (hung, down):
+        assert failed.status_code == 503, failed.text
+        assert failed.json()["error"] == "online_store_unavailable"
+        assert "redis online store" in failed.json()["message"]
+    assert "Timeout" in hung.json()["message"]
+    assert full_while_hung.status_code == 200, full_while_hung.text
+    for recovered in (resumed, after):
+        assert recovered.status_code == 200, recovered.text
+        assert recovered.json()["predictions"] == before.json()["predictions"]
 
 
 def test_an_online_store_that_cannot_be_opened_is_reported_in_health_and_lookups_get_503(
