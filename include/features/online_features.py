@@ -54,6 +54,7 @@ class OnlineFeatures:
         self._entity_type = entity.value_type
         self._repo_config = store.config
         self._online_store = get_online_store_from_config(store.config.online_store)
+        # Feast's helpers kept on the instance: this module must stay importable without importing Feast.
         self._entity_key = EntityKey
         self._to_proto = python_values_to_proto_values
         self._to_python = feast_value_type_to_python_type
