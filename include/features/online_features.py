@@ -84,8 +84,8 @@ class OnlineFeatures:
             self._entity_key(join_keys=[self.entity_column], entity_values=[value])
             for value in self._to_proto(list(entity_ids), self._entity_type)
         ]
-        try:
-            rows = self._online_store.online_read(self._repo_config, self._view, keys, self.features)
+        try:  # a copy of the names: Feast's Redis store appends its timestamp key to the list it is given
+            rows = self._online_store.online_read(self._repo_config, self._view, keys, list(self.features))
         except Exception as exc:
             raise OnlineStoreUnavailable(
                 f"the {self.store_kind} online store of model {self.model!r} cannot be read: "

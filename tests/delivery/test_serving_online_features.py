@@ -30,6 +30,7 @@ from include.delivery.prediction_log import predictions_dir, read_prediction_log
 from include.delivery.serving import record_json_schema
 from include.demo import data_world
 from include.features import feature_store
+from include.features.online_features import OnlineFeatures
 from tests.delivery.test_serving import (  # noqa: F401 - the registry fixtures of the serving tests
     Registry,
     champion,
@@ -287,6 +288,22 @@ def test_an_online_store_that_hangs_or_is_down_is_a_503_and_full_requests_are_st
     for recovered in (resumed, after):
         assert recovered.status_code == 200, recovered.text
         assert recovered.json()["predictions"] == before.json()["predictions"]
+
+
+def test_the_redis_online_store_gives_the_stored_features_read_after_read(
+    state_dir: Path,  # noqa: F811
+    demo_config: ModelConfig,  # noqa: F811
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(feature_store.REDIS_ENV, f"127.0.0.1:{redis_server.port},db=0,{REDIS_TIMEOUTS}")
+    batch = curated_day(demo_config)
+    online = OnlineFeatures.open(demo_config)
+
+    reads = [online.read([batch[ENTITY].iloc[index], "A-nobody"]) for index in (1, 2, 1)]
+
+    expected = [sent_features(demo_config, batch.iloc[index]) for index in (1, 2, 1)]
+    assert reads == [[features, None] for features in expected]
 
 
 def test_an_online_store_that_cannot_be_opened_is_reported_in_health_and_lookups_get_503(
