@@ -91,10 +91,18 @@ class OnlineFeatures:
                 f"the {self.store_kind} online store of model {self.model!r} cannot be read: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        return [
-            None if values is None else {name: self._value(values.get(name)) for name in self.features}
-            for _, values in rows
-        ]
+        return [self._features(values) for _, values in rows]
+
+    def _features(self, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An entity's features from what `online_read` gave for it; None when the store does not hold it.
+
+        SQLite gives no values for an unknown entity; Redis gives every feature as an empty value (and a
+        1970 timestamp). So, as `get_online_features` marks a feature NOT_FOUND when its value is empty,
+        an entity is found when at least one of its features holds a value.
+        """
+        if not values or all(proto.WhichOneof("val") is None for proto in values.values()):
+            return None
+        return {name: self._value(values.get(name)) for name in self.features}
 
     def _value(self, proto: Any) -> Any:
         return None if proto is None else _as_sent(self._to_python(proto))
