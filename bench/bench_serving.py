@@ -1,7 +1,7 @@
 """Latency and throughput of the prediction service against MLflow's scoring server and raw pyfunc.
 
     .venv/bin/python bench/bench_serving.py [--rate 100] [--seconds 10] [--batch-sizes 1 100]
-                                            [--estimator logistic|hgb]
+                                            [--estimator logistic|hgb] [--online-features]
 
 In a private temporary state folder it trains a tiny scikit-learn pipeline on the demo schema,
 registers it as `credit_default` version 1 with the alias `champion`, then for each batch size:
@@ -19,6 +19,13 @@ Latency is from sending a request to reading its answer; `CPU/req` is the CPU ti
 processes used per request, which other load on the machine disturbs much less than latency.
 Both servers run one uvicorn worker and score probabilities (the model is logged with
 `pyfunc_predict_fn="predict_proba"` for MLflow).
+
+With `--online-features` the bench's copy of the demo config says `feature_store: feast`: one day of
+the demo world is written as a curated batch and materialized into the Feast online store (SQLite,
+or Redis when `MLOPS_FEAST_REDIS` is set, e.g. `127.0.0.1:6379,db=15`), and a last round compares, on
+our service alone and taking turns, single-record requests that send every feature of those
+applications with requests that send only their `application_id` (the service reads the features
+from the online store): the lookup's cost is the difference at p50 (target: at most +5 ms).
 
 Everything listens on 127.0.0.1 only; the servers it starts are stopped at the end, and the state
 folder removed.
@@ -320,6 +327,8 @@ def main() -> None:
     parser.add_argument("--burst-threads", type=int, default=4)
     parser.add_argument("--estimator", choices=["logistic", "hgb"], default="logistic",
                         help="the pipeline's last step: LogisticRegression, or the demo's gradient boosting")
+    parser.add_argument("--online-features", action="store_true",
+                        help="also compare requests that send every feature with ones the online store completes")
     args = parser.parse_args()
     if not (0 < args.rate <= 1000 and 0 < args.seconds <= 120 and 0 < args.burst_seconds <= 60):
         parser.error("keep the load bounded: rate <= 1000, seconds <= 120, burst-seconds <= 60")
@@ -328,6 +337,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     (state / "models").mkdir()
     shutil.copy(DEMO_CONFIG, state / "models" / DEMO_CONFIG.name)
+    if args.online_features:
+        config = with_feature_store(config, state / "models" / DEMO_CONFIG.name)
     os.environ.update({
         "MLOPS_STATE_DIR": str(state),
         "MLOPS_MODELS_DIR": str(state / "models"),
@@ -343,6 +354,7 @@ def main() -> None:
     started = time.monotonic()
     try:
         register_champion(config, state, args.estimator)
+        stored = materialized_applications(config) if args.online_features else None
         ours_port, mlflow_port = free_port(), free_port()
         figures: list[Figures] = []
         with ExitStack() as stack:
@@ -367,6 +379,10 @@ def main() -> None:
                 round_figures = measure(rows, config, pyfunc, (ours, ours_port), (theirs, mlflow_port), args)
                 report(rows, round_figures)
                 figures.extend(round_figures)
+            if stored is not None:
+                lookup_figures = measure_lookup(config, stored, (ours, ours_port), args)
+                report_lookup(lookup_figures)
+                figures.extend(lookup_figures)
         logged = logged_predictions(config)
         sent = sum(len(f.latencies_ms) * f.rows for f in figures if f.target.startswith("ours"))
         print(f"\nprediction log after a clean shutdown: {logged} rows (>= {sent} sent in measured runs, "
@@ -407,6 +423,83 @@ def measure(
     )
     raw = in_process(pyfunc, config, batches, rows, min(args.seconds, 5.0))
     return [ours_open, theirs_open, raw, ours_burst, theirs_burst]
+
+
+def with_feature_store(config: ModelConfig, path: Path) -> ModelConfig:
+    """Turn the feature store on in the bench's copy of the demo config (`path`); the config."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    raw["feature_store"] = "feast"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_model_config(path)
+
+
+def materialized_applications(config: ModelConfig, rows: int = 200) -> list[dict[str, Any]]:
+    """One day of the demo world written as a curated batch and materialized into the online store
+    (Feast imported here, in the bench's process); its records with every feature, as a caller sends them."""
+    import pandas as pd
+
+    from include.core import storage
+    from include.demo import data_world
+    from include.features import feature_store
+
+    day = config.source.start_date
+    batch = data_world.applications_for_day(data_world.with_rows_per_day(config, rows), day)
+    storage.write_curated_batch(config.name, day, batch[list(config.schema.columns)])
+    started = time.perf_counter()
+    feature_store.materialize_day(config, day)
+    print(f"materialized {rows} applications of {day} into the {feature_store.online_store_kind()} online store "
+          f"in {time.perf_counter() - started:.1f} s")
+    records = batch[[config.schema.entity_column, *config.features.all]].to_dict("records")
+    return [{name: None if pd.isna(value) else value for name, value in record.items()} for record in records]
+
+
+def in_process_lookups(config: ModelConfig, stored: list[dict[str, Any]], seconds: float) -> Figures:
+    """The service's own lookup (`OnlineFeatures.read` of one entity) in this process, back to back:
+    the part of the difference that is the online store, without HTTP and scheduling noise."""
+    from include.features.online_features import OnlineFeatures
+
+    online = OnlineFeatures.open(config)
+    entity = config.schema.entity_column
+    latencies = []
+    cpu = time.process_time()
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        began = time.perf_counter()
+        online.read([stored[len(latencies) % len(stored)][entity]])
+        latencies.append(time.perf_counter() - began)
+    return Figures("lookup in process", 1, np.array(latencies) * 1000, time.perf_counter() - start, 0, 0.0,
+                   time.process_time() - cpu)
+
+
+def measure_lookup(
+    config: ModelConfig, stored: list[dict[str, Any]], ours: tuple[subprocess.Popen, int], args: argparse.Namespace
+) -> list[Figures]:
+    """Single-record requests to our service, taking turns: every feature sent, then only the entity id;
+    and the lookup alone, in this process."""
+    url = f"http://127.0.0.1:{ours[1]}/models/{MODEL}/predict"
+    entity = next(iter(stored[0]))
+    sent = Target("ours, all sent", url, [{"records": [record]} for record in stored], 1, ours[0].pid)
+    looked_up = Target("ours, looked up", url, [{"records": [{entity: record[entity]}]} for record in stored], 1,
+                       ours[0].pid)
+    for target in (sent, looked_up):
+        closed_loop(target, 1.0, 1)
+    figures = taking_turns(
+        lambda: open_loop(sent, args.rate, 1.0), lambda: open_loop(looked_up, args.rate, 1.0), math.ceil(args.seconds)
+    )
+    return [*figures, in_process_lookups(config, stored, min(args.seconds, 5.0))]
+
+
+def report_lookup(figures: list[Figures]) -> None:
+    sent, looked_up, alone = figures
+    print("\n== 1-row requests: every feature sent vs only the entity id (features from the online store) ==")
+    for figure in figures:
+        print(figure.line())
+    print(f"lookup cost: p50 {looked_up.p(50) - sent.p(50):+.2f} ms (target <= +5 ms)  "
+          f"p99 {looked_up.p(99) - sent.p(99):+.2f} ms  "
+          f"server CPU per request {looked_up.cpu_ms_per_request - sent.cpu_ms_per_request:+.2f} ms   "
+          f"the lookup alone: p50 {alone.p(50):.2f} ms")
 
 
 def report(rows: int, figures: list[Figures]) -> None:

@@ -260,12 +260,15 @@ def test_the_services_that_need_a_setting_get_it():
         "airflow-worker": {"MLFLOW_TRACKING_URI", "MLOPS_STATE_DIR", "MLOPS_SERVING_URL", "MLOPS_SERVING_ADMIN_TOKEN"},
         "airflow-scheduler": {"MLFLOW_TRACKING_URI", "MLOPS_STATE_DIR"},
         "airflow-dag-processor": {"MLOPS_SERVING_URL"},  # model_deployment.py reads it when parsed
-        "serving": {"MLFLOW_TRACKING_URI", "MLOPS_STATE_DIR", "MLOPS_SERVING_ADMIN_TOKEN"},
+        "serving": {"MLFLOW_TRACKING_URI", "MLOPS_STATE_DIR", "MLOPS_SERVING_ADMIN_TOKEN", "MLOPS_FEAST_REDIS"},
     }
     for name, keys in needs.items():
         assert keys <= set(service_env(name)), f"{name} lacks {sorted(keys - set(service_env(name)))}"
     token = {service_env(name)["MLOPS_SERVING_ADMIN_TOKEN"] for name in ("airflow-worker", "serving")}
     assert len(token) == 1, "the workers and the prediction service must share one admin token"
+    redis = {name: service_env(name)["MLOPS_FEAST_REDIS"] for name in ("airflow-worker", "serving")}
+    online_store = {tuple(value.split(",")[:2]) for value in redis.values()}
+    assert len(online_store) == 1, "the service must read the online store (host, db) that materialization writes"
 
 
 def listening_port(name: str) -> int:

@@ -16,6 +16,9 @@ UTC), so that processes never write to the same file. One line per prediction:
 `inputs` holds what the caller sent: the model's features and any other schema column it passed
 (the entity id, needed to join the labels that arrive later, and the event timestamp). `index` is
 the record's position in its request; `(request_id, index)` identifies a prediction.
+For a model with `feature_store: feast`, `inputs` holds the feature values the model was given: the
+ones sent and the ones the service read from the online store, which a line names in
+`"looked_up": ["age", …]` (left out when every feature was sent, so such lines are as before).
 
 `PredictionLogWriter` buffers predictions in memory and appends them from a background thread, so
 a request never opens or syncs a file; `close()` writes what is left. `read_prediction_log` returns
@@ -55,7 +58,9 @@ SERVICE_CHECK_REQUEST_PREFIX = "service-check-"
 """Request ids of the deployment's smoke and load tests. The id alone proves nothing (any caller can
 send it): the service marks a prediction `service_check` only when the request also carries its
 admin token, and only marked predictions are left out of monitoring."""
-LOG_COLUMNS = ("probability", "label", "model", "version", "timestamp", "request_id", "index", "service_check")
+LOG_COLUMNS = (
+    "probability", "label", "model", "version", "timestamp", "request_id", "index", "service_check", "looked_up",
+)
 """Columns the log adds to the inputs; a schema column with one of these names cannot be logged."""
 
 
@@ -80,9 +85,12 @@ class PredictionBatch:
     probabilities: Sequence[float]
     labels: Sequence[int]
     service_check: bool = False
+    looked_up: Sequence[Sequence[str]] | None = None
+    """Per record, the features read from the online store (None: every record sent every feature)."""
 
     def to_lines(self) -> str:
         stamp = self.timestamp.isoformat()
+        looked_up = self.looked_up or [()] * len(self.inputs)
         return "".join(
             json.dumps(
                 {
@@ -95,13 +103,14 @@ class PredictionBatch:
                     "probability": probability,
                     "label": label,
                     "service_check": self.service_check,
+                    **({"looked_up": list(names)} if names else {}),
                 },
                 separators=(",", ":"),
                 default=str,
             )
             + "\n"
-            for index, (record, probability, label) in enumerate(
-                zip(self.inputs, self.probabilities, self.labels, strict=True)
+            for index, (record, probability, label, names) in enumerate(
+                zip(self.inputs, self.probabilities, self.labels, looked_up, strict=True)
             )
         )
 
@@ -277,6 +286,7 @@ def _read_log_file(path: Path) -> list[dict[str, Any]]:
             try:
                 entry = json.loads(line)
                 entry.setdefault("service_check", False)  # lines written before the field existed
+                entry.setdefault("looked_up", [])  # every feature sent (the field is left out then)
                 rows.append({**entry["inputs"], **{column: entry[column] for column in LOG_COLUMNS}})
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 logger.warning("prediction log: skipped incomplete line %d of %s", number, path)
@@ -292,9 +302,10 @@ def read_prediction_log(
     see `SERVICE_CHECK_REQUEST_PREFIX`) are left out unless `include_service_checks`.
 
     Returns:
-        One row per prediction, oldest first: the inputs the caller sent (features, and the entity
+        One row per prediction, oldest first: the inputs (features as scored, and the entity
         id and event timestamp when sent) and `probability`, `label`, `model`, `version`,
-        `timestamp` (UTC datetime of the prediction), `request_id`, `index`, `service_check`.
+        `timestamp` (UTC datetime of the prediction), `request_id`, `index`, `service_check`, and
+        `looked_up` (the list of features read from the online store; empty when all were sent).
     """
     import pandas as pd
 

@@ -25,10 +25,20 @@ every feature (`features`), with the type, nullability, allowed values and range
 `schema.columns` (columns listed in `schema.warn_only` skip the allowed-value and range checks, as
 in the ingestion gate). Other schema columns, such as the entity id and the event timestamp, are
 accepted and written to the prediction log but not given to the model; any other field is refused.
+Online features: for a model with `feature_store: feast`, a record that carries its entity id
+(`schema.entity_column`) may leave out any features; they are read from the model's Feast online
+store (`include.features.online_features`), and the features it sends are used as sent. Feast is
+imported, and each such model's store opened, by the follower thread at the start of its rounds,
+before the champions are loaded; a service without such models never imports Feast.
 Errors are JSON `{"error": <code>, "message": ..., "errors": [{"index", "field", "message"}]}`:
 400 malformed JSON, 404 unknown model, 413 more records than `serving.max_batch_size` (or a body
 over `max_batch_size` x 4 KiB), 422 invalid records, 503 no champion loaded yet; a 500 only when
 a loaded version fails on records that passed validation (a fault of the model, not the caller).
+With online features: 404 `unknown_entity` when a record's entity id is not in the online store
+(each such record and id named; nothing is scored), 422 naming the missing features when a record
+lacks features and its entity id; 503 `online_store_unavailable` when the online store cannot be
+read (down, or not opened yet), a fault of the service: requests that send every feature are
+still answered.
 `label` is 1 when `probability` (of the class `target.positive_label`) is above 0.5, else 0.
 A caller's `X-Request-ID` header is used as the request id (otherwise one is made) and echoed.
 The deployment's smoke and load tests send ids starting `service-check-` and the admin token
@@ -100,6 +110,8 @@ from include.delivery.prediction_log import (
     PredictionLogWriter,
 )
 from include.delivery.service_metrics import ServiceMetrics
+from include.features.feature_store import uses_feature_store
+from include.features.online_features import OnlineFeatures, OnlineStoreUnavailable
 from include.training.evaluation import DECISION_THRESHOLD
 
 if TYPE_CHECKING:
@@ -228,6 +240,7 @@ def record_json_schema(config: ModelConfig) -> dict[str, Any]:
                   "boolean": "boolean", "timestamp": "string"}
     schema = config.schema
     features = set(config.features.all)
+    looked_up = uses_feature_store(config)
     properties = {}
     for name, column in schema.columns.items():
         prop: dict[str, Any] = {"type": json_types[column.type]}
@@ -241,12 +254,17 @@ def record_json_schema(config: ModelConfig) -> dict[str, Any]:
         if column.nullable:
             prop = {"anyOf": [prop, {"type": "null"}]}
         prop["description"] = "feature" if name in features else "logged with the prediction, not a feature"
+        if looked_up and name in features:
+            prop["description"] += f"; read from the online store by {schema.entity_column} when left out"
         properties[name] = prop
+    required: dict[str, Any] = {"required": config.features.all}
+    if looked_up:
+        required = {"anyOf": [required, {"required": [schema.entity_column]}]}
     return {
         "title": f"{config.name} record",
         "type": "object",
         "properties": properties,
-        "required": config.features.all,
+        **required,
         "additionalProperties": False,
     }
 
@@ -264,6 +282,8 @@ class RecordValidator:
         self.max_batch_size = config.serving.max_batch_size
         self.max_body_bytes = config.serving.max_batch_size * BODY_BYTES_PER_RECORD + 65536
         self.features = config.features.all
+        self.lookup_entity = schema.entity_column if uses_feature_store(config) else None
+        """The column by which left-out features are read from the online store; None: every feature is required."""
         self._required = frozenset(self.features)
         self._checks = {
             name: column_check(column, name in schema.warn_only) for name, column in schema.columns.items()
@@ -323,8 +343,9 @@ class RecordValidator:
             if type(record) is not dict:
                 problems.append(FieldProblem(index, None, f"expected an object, got {_shown(record)}"))
             else:
-                for name in sorted(self._required - record.keys()):
-                    problems.append(FieldProblem(index, name, "is required (a feature of the model)"))
+                missing = self._required - record.keys()
+                if missing and (self.lookup_entity is None or record.get(self.lookup_entity) is None):
+                    problems.extend(FieldProblem(index, name, self._required_message) for name in sorted(missing))
                 for name, value in record.items():
                     check = checks.get(name)
                     if check is None:
@@ -336,6 +357,19 @@ class RecordValidator:
             if len(problems) >= MAX_REPORTED_PROBLEMS:
                 return problems[:MAX_REPORTED_PROBLEMS]
         return problems
+
+    def missing_features(self, record: dict[str, Any]) -> list[str]:
+        """The features a valid record leaves out (to be read from the online store), in feature order."""
+        if self._required <= record.keys():
+            return []
+        return [name for name in self.features if name not in record]
+
+    @property
+    def _required_message(self) -> str:
+        if self.lookup_entity is None:
+            return "is required (a feature of the model)"
+        return (f"is required (a feature of the model): send it, or send {self.lookup_entity!r} "
+                "to read it from the online store")
 
     def _invalid(self, problems: list[FieldProblem]) -> RequestRejected:
         first = problems[0].describe()
@@ -527,6 +561,10 @@ class ModelSlot:
     failed_at: float = 0.0
     reload_due: bool = False
     """The config changed while a version was served: load the champion again against the new config."""
+    online: OnlineFeatures | None = None
+    """The model's online store, for a model with `feature_store: feast`, once the follower opened it."""
+    online_error: str | None = None
+    """Why the online store could not be opened (retried every round); None when open or not used."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def status(self) -> dict[str, Any]:
@@ -790,8 +828,7 @@ class PredictionService:
         self._last_request_check = -math.inf
         self.read_configs_if_changed()
         self.tracking_uri = tracking_uri
-        self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds,
-                                         before_round=self.read_configs_if_changed)
+        self.follower = ChampionFollower(self.slots, tracking_uri, poll_seconds, before_round=self._before_round)
         self.data_dir = data_dir
         self.log_flush_seconds = log_flush_seconds
         self.log: PredictionLogWriter | None = None
@@ -811,6 +848,32 @@ class PredictionService:
         if self.log is not None:
             self.log.close(timeout=LOG_CLOSE_SECONDS)
         self.follower.stop(timeout=FOLLOWER_STOP_SECONDS)
+
+    def _before_round(self) -> None:
+        self.read_configs_if_changed()
+        self.open_online_stores()
+
+    def open_online_stores(self) -> None:
+        """Open the online store of each model that uses the feature store and has none open yet.
+
+        Runs in the follower's thread (the first time, it imports Feast: seconds of CPU), before the
+        champions are loaded, so a model is ready with its store. A store that fails to open is
+        reported in `/health` and tried again next round; meanwhile requests that need it get 503.
+        """
+        for name, slot in self.slots.items():
+            if slot.validator.lookup_entity is None or slot.online is not None:
+                continue
+            try:
+                slot.online = OnlineFeatures.open(slot.config)
+            except Exception as exc:
+                error = f"cannot open the online store: {type(exc).__name__}: {exc}"
+                if error != slot.online_error:
+                    logger.error("model %s: %s", name, error)
+                slot.online_error = error
+            else:
+                slot.online_error = None
+                logger.info("model %s: reading left-out features from its %s online store", name,
+                            slot.online.store_kind)
 
     def read_configs_if_changed(self) -> bool:
         """Read the models folder again if its listing changed since the last read; whether it did."""
@@ -915,6 +978,9 @@ class PredictionService:
         served = slot.served
         if served is None:
             raise RequestRejected(503, "model_not_ready", slot.not_ready_message())
+        looked_up = None
+        if slot.validator.lookup_entity is not None:
+            records, looked_up = self._with_stored_features(slot, records)
         try:
             probabilities = served.probabilities(slot.validator.frame(records)).tolist()
         except Exception as exc:
@@ -927,7 +993,7 @@ class PredictionService:
         self.log.append(PredictionBatch(
             model=model, version=served.version, request_id=request_id,
             timestamp=dt.datetime.now(dt.UTC), inputs=records, probabilities=probabilities, labels=labels,
-            service_check=service_check,
+            service_check=service_check, looked_up=looked_up,
         ))
         self.metrics.observe_rows(model, served.version, len(records))
         return json.dumps({
@@ -939,6 +1005,53 @@ class PredictionService:
                 for probability, label in zip(probabilities, labels, strict=True)
             ],
         }).encode()
+
+    def _with_stored_features(
+        self, slot: ModelSlot, records: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[list[str]] | None]:
+        """The records with the features they leave out read from the online store, and the names
+        read for each record (None when every record sent every feature).
+
+        Raises:
+            RequestRejected: 404 naming each record whose entity id the online store does not hold;
+                503 when the online store is not open or cannot be read.
+        """
+        validator = slot.validator
+        missing = [validator.missing_features(record) for record in records]
+        needing = [index for index, names in enumerate(missing) if names]
+        if not needing:
+            return records, None
+        model, entity = slot.config.name, validator.lookup_entity
+        online = slot.online
+        if online is None:
+            why = slot.online_error or "it is being opened"
+            raise RequestRejected(
+                503, "online_store_unavailable",
+                f"model {model!r} cannot read left-out features: its online store is not open ({why}); "
+                "send every feature, or retry later",
+            )
+        try:
+            stored = online.read([records[index][entity] for index in needing])
+        except OnlineStoreUnavailable as exc:
+            logger.error("model %s: %s", model, exc)
+            raise RequestRejected(
+                503, "online_store_unavailable", f"{exc}; send every feature, or retry later"
+            ) from None
+        unknown = [
+            FieldProblem(index, entity, f"{_shown(records[index][entity])} is not in the online store of model "
+                         f"{model!r} (not materialized yet, or never seen); send its features "
+                         f"{missing[index]} instead")
+            for index, row in zip(needing, stored, strict=True) if row is None
+        ]
+        if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise RequestRejected(404, "unknown_entity", f"{unknown[0].describe()}{more}",
+                                  unknown[:MAX_REPORTED_PROBLEMS])
+        completed, looked_up = list(records), [[] for _ in records]
+        for index, row in zip(needing, stored, strict=True):
+            completed[index] = {**records[index], **{name: row[name] for name in missing[index]}}
+            looked_up[index] = missing[index]
+        return completed, looked_up
 
     def health(self) -> dict[str, Any]:
         """The service's state; `degraded`, with each reason in `problems`, when anything is wrong.
@@ -954,6 +1067,8 @@ class PredictionService:
                 problems.append(slot.not_ready_message())
             elif status["last_error"]:
                 problems.append(f"model {name!r}: {status['last_error']}")
+            if slot.online_error:
+                problems.append(f"model {name!r}: {slot.online_error}")
         problems.extend(f"config {source}: {error}" for source, error in self.config_errors.items())
         log = self.log
         if log is not None and log.last_error:
