@@ -6,8 +6,6 @@ every config in the models folder and keeps the valid ones apart from the broken
 broken file never takes down the other models' DAGs.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import hashlib
 import os
@@ -35,7 +33,10 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     # defer_build: each DAG file parse imports this module in a fresh process; building the
     # validators of every class at import costs more than the whole parse of a trivial DAG, and a
-    # parse served from the discovery cache (below) never validates at all.
+    # parse served from the discovery cache (below) never validates at all. For the same reason,
+    # nested defaults are `Field(default_factory=Split)`, not `Split()` (an instance builds its
+    # class's validator at import), and this module has no `from __future__ import annotations`
+    # (pydantic would compile and evaluate every annotation string at import).
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
@@ -60,7 +61,7 @@ class Scenario(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _end_not_before_start(self) -> Scenario:
+    def _end_not_before_start(self) -> "Scenario":
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
@@ -141,7 +142,7 @@ class SqlSource(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _table_or_query(self) -> SqlSource:
+    def _table_or_query(self) -> "SqlSource":
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of table and query")
         return self
@@ -183,7 +184,7 @@ class Column(_Strict):
     allowed: list[str | int | bool] | None = None
 
     @model_validator(mode="after")
-    def _range_and_allowed_fit_the_type(self) -> Column:
+    def _range_and_allowed_fit_the_type(self) -> "Column":
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
             raise ValueError(f"min/max only apply to integer or float columns, not {self.type}")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -221,7 +222,7 @@ class Schema(_Strict):
     )
 
     @model_validator(mode="after")
-    def _named_columns_exist(self) -> Schema:
+    def _named_columns_exist(self) -> "Schema":
         for key in ("entity_column", "timestamp_column"):
             name = getattr(self, key)
             if name not in self.columns:
@@ -305,8 +306,8 @@ class Training(_Strict):
     min_rows: Annotated[int, Field(ge=1)] = 500
     every_n_batches: Annotated[int, Field(ge=1)] = 7
     estimator: Estimator
-    split: Split = Split()
-    change_point: ChangePoint = ChangePoint()
+    split: Split = Field(default_factory=Split)
+    change_point: ChangePoint = Field(default_factory=ChangePoint)
 
 
 class Metric(_Strict):
@@ -375,11 +376,11 @@ class Evaluation(_Strict):
     slices: list[str] = Field(default_factory=list)
     slice_tolerance: Annotated[float, Field(ge=0)] = 0.05
     min_slice_rows: Annotated[int, Field(ge=1)] = 50
-    comparison: Comparison = Comparison()
-    degraded_champion: DegradedChampion = DegradedChampion()
+    comparison: Comparison = Field(default_factory=Comparison)
+    degraded_champion: DegradedChampion = Field(default_factory=DegradedChampion)
 
     @model_validator(mode="after")
-    def _primary_is_a_metric(self) -> Evaluation:
+    def _primary_is_a_metric(self) -> "Evaluation":
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric {self.primary_metric!r} is not in metrics {sorted(self.metrics)}")
         return self
@@ -416,8 +417,8 @@ class Monitoring(_Strict):
     schedule: str = "@daily"
     window_days: Annotated[int, Field(ge=1)] = 1
     reports: Literal["on_request", "on_drift", "every_check"] = "on_request"
-    drift: Drift = Drift()
-    retrain_policy: RetrainPolicy = RetrainPolicy()
+    drift: Drift = Field(default_factory=Drift)
+    retrain_policy: RetrainPolicy = Field(default_factory=RetrainPolicy)
 
 
 class Retention(_Strict):
@@ -497,11 +498,11 @@ class ModelConfig(_Strict):
     features: Features
     training: Training
     evaluation: Evaluation
-    monitoring: Monitoring = Monitoring()
-    retention: Retention = Retention()
-    serving: Serving = Serving()
-    deployment: Deployment = Deployment()
-    replay: Replay = Replay()
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    retention: Retention = Field(default_factory=Retention)
+    serving: Serving = Field(default_factory=Serving)
+    deployment: Deployment = Field(default_factory=Deployment)
+    replay: Replay = Field(default_factory=Replay)
     feature_store: Literal["feast"] | None = Field(
         None,
         description="`feast`: the model's features are kept in a Feast feature store generated from this file "
@@ -509,7 +510,7 @@ class ModelConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _columns_referenced_exist(self) -> ModelConfig:
+    def _columns_referenced_exist(self) -> "ModelConfig":
         columns = self.schema_.columns
         for kind in ("numeric", "categorical"):
             unknown = [name for name in getattr(self.features, kind) if name not in columns]
