@@ -7,8 +7,6 @@ broken file never takes down the other models' DAGs.
 """
 
 import datetime as dt
-import hashlib
-import os
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -18,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from include.core import settings
+from include.core import config_cache, settings
 
 # libyaml's loader is about ten times faster than the pure-Python one, and configs are read at
 # every DAG parse.
@@ -593,21 +591,19 @@ def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
     """Read every `*.yaml` in the models folder, keeping broken files apart from valid ones.
 
     Every DAG file calls this at every parse, each in a fresh process, so the result is cached on
-    disk (`<state>/cache/model_configs/`), keyed on the folder's listing (each file's name, size
-    and modification time) and on this module's own file: an added, removed or edited config, or
-    a changed schema, reads the folder again. The cache is local state like the rest of the state
-    folder; when it cannot be read or written, the folder is simply read.
+    disk (`include.core.config_cache`): an unchanged folder is not read again.
     """
     folder = folder or settings.models_dir()
     paths = sorted(folder.glob("*.yaml"))
-    cache_file = _discovery_cache_file(folder, paths)
-    if cache_file is not None:
+    cache_file = config_cache.cache_file(folder, paths)
+    cached = config_cache.read(cache_file) if cache_file is not None else None
+    if cached is not None:
         try:
-            cached = pickle.loads(cache_file.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-            cached = None
-        if isinstance(cached, DiscoveredConfigs):
-            return cached
+            found = pickle.loads(cached["discovered"])
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+            found = None
+        if isinstance(found, DiscoveredConfigs):
+            return found
     found = DiscoveredConfigs()
     for path in paths:
         try:
@@ -617,36 +613,36 @@ def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
         else:
             found.valid[config.name] = config
     if cache_file is not None:
-        _write_discovery_cache(cache_file, found)
+        facts = {name: plain_facts(config) for name, config in found.valid.items()}
+        config_cache.write(cache_file, pickle.dumps(found), facts)
     return found
 
 
-def _discovery_cache_file(folder: Path, paths: list[Path]) -> Path | None:
-    """The cache file for this listing of the folder, or None when a file vanished meanwhile."""
-    listing = hashlib.sha256()
-    try:
-        for path in [Path(__file__), *paths]:
-            stat = path.stat()
-            listing.update(f"\0{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    except OSError:
-        return None
-    folder_key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return settings.state_dir() / "cache" / "model_configs" / f"{folder_key}-{listing.hexdigest()[:32]}.pickle"
+_PLAIN = (str, int, float, bool, type(None), dt.date, Path)
 
 
-def _write_discovery_cache(cache_file: Path, found: DiscoveredConfigs) -> None:
-    """Write atomically (parses run in parallel), replacing older listings of the same folder."""
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(pickle.dumps(found))
-        partial.replace(cache_file)
-        folder_key = cache_file.name.split("-")[0]
-        for older in cache_file.parent.glob(f"{folder_key}-*.pickle"):
-            if older != cache_file:
-                older.unlink(missing_ok=True)
-    except OSError:
-        return
+def plain_facts(model: BaseModel, depth: int = 3) -> dict[str, Any]:
+    """The plain values of a config (its fields and properties, nested sections to `depth` levels) by name.
+
+    What the DAG files read when they build a model's DAGs (its name, schedules, start date, ...)
+    is among them, so a parse served from the discovery cache answers without this module
+    (`mlops_dags.parsed_configs`). Lists, dicts and deeper sections are left out.
+    """
+    names = [
+        *type(model).model_fields,
+        *(name for name, value in vars(type(model)).items() if isinstance(value, property)),
+    ]
+    facts = {}
+    for name in names:
+        try:
+            value = getattr(model, name)
+        except Exception:  # noqa: BLE001 - a property that cannot answer is simply not a fact
+            continue
+        if isinstance(value, _PLAIN):
+            facts[name] = value
+        elif isinstance(value, BaseModel) and depth > 1:
+            facts[name] = plain_facts(value, depth - 1)
+    return facts
 
 
 def get_model_config(name: str) -> ModelConfig:
