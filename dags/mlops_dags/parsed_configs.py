@@ -1,7 +1,7 @@
 """The model configs of a DAG file parse, served from the discovery cache without the config schema.
 
 Each DAG file is parsed in a fresh process, and importing include/core/config.py (its 28 pydantic
-classes) costs about twice a whole trivial DAG's parse. When the discovery cache holds the models
+classes) costs two to three times a whole trivial DAG's parse. When the discovery cache holds the models
 folder's current listing (`include.core.config_cache`), the parse gets one `ParsedModelConfig` per
 valid config instead: it answers the config's plain values (`include.core.config.plain_facts`:
 the name, owner, schedules, start date ...) from the cache, which is all a DAG factory reads, and
@@ -22,20 +22,19 @@ from lazy_object_proxy import Proxy
 from include.core import config_cache, settings
 
 _SCHEMA_MODULE = "include.core.config"
-_FACTS: dict[int, tuple[Proxy, dict]] = {}
-"""Each proxy's facts, by the proxy's id (a proxy forwards attribute writes to the real object, so
-it cannot hold them itself). The proxy is kept with them, so its id is never reused."""
 
 
 class ParsedModelConfig(Proxy):
     """A model config (or one of its sections) that answers its plain values without being loaded."""
 
+    __slots__ = ("_facts",)  # set through the slot: a proxy forwards attribute writes to the real object
+
     def __getattribute__(self, name: str):
-        entry = _FACTS.get(id(self))
-        if entry is not None and name in entry[1]:
-            value = entry[1][name]
+        facts = _FACTS.__get__(self)
+        if name in facts:
+            value = facts[name]
             if type(value) is dict:  # a section: a proxy of its own, made on first use (isinstance would load it)
-                value = entry[1][name] = _proxy(value, lambda: getattr(self.__wrapped__, name))
+                value = facts[name] = _proxy(value, lambda: getattr(self.__wrapped__, name))
             return value
         if name == "__class__" and _SCHEMA_MODULE not in sys.modules:
             # Airflow looks for DAGs among a DAG file's globals with isinstance(), which reads
@@ -45,9 +44,12 @@ class ParsedModelConfig(Proxy):
         return super().__getattribute__(name)
 
 
+_FACTS = ParsedModelConfig._facts
+
+
 def _proxy(facts: dict, load: Callable[[], object]) -> ParsedModelConfig:
     proxy = ParsedModelConfig(load)
-    _FACTS[id(proxy)] = (proxy, facts)
+    _FACTS.__set__(proxy, facts)
     return proxy
 
 
