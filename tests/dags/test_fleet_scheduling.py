@@ -114,3 +114,24 @@ def test_models_of_every_source_kind_get_their_dags_without_reading_their_source
         assert {f"{model}__data_ingestion", f"{model}__continuous_training", f"{model}__drift_sensor"} <= set(
             bag.dag_ids
         ), model
+
+
+def test_dags_built_from_the_discovery_cache_serialize_as_those_built_from_the_configs(state_dir, monkeypatch):
+    """A parse served from the cache (mlops_dags.parsed_configs) gives the scheduler exactly the same DAGs."""
+    import mlops_dags.model_dags as model_dags
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from include.core.config import discover_model_configs
+
+    discover_model_configs()  # the cache entry the first parse of the folder leaves behind
+    assert model_dags.parsed_model_configs() is not None
+
+    def serialized() -> dict:
+        bag = DagBag(dag_folder=str(DAGS_FOLDER))
+        assert bag.import_errors == {}
+        return {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+
+    from_cache = serialized()
+    monkeypatch.setattr(model_dags, "parsed_model_configs", lambda: None)
+    assert serialized() == from_cache
