@@ -1,13 +1,14 @@
 """The model configs of a DAG file parse, served from the discovery cache without the config schema.
 
 Each DAG file is parsed in a fresh process, and importing include/core/config.py (its 28 pydantic
-classes) costs two to three times a whole trivial DAG's parse. When the discovery cache holds the models
-folder's current listing (`include.core.config_cache`), the parse gets one `ParsedModelConfig` per
-valid config instead: it answers the config's plain values (`include.core.config.plain_facts`:
-the name, owner, schedules, start date ...) from the cache, which is all a DAG factory reads, and
-turns into the real `ModelConfig`, unpickled from the same cache entry, the first time anything
-else is asked of it: when `dag.test()` runs a task in the parsing process, say. It passes
-`isinstance` checks and compares, hashes and pickles as the real config does.
+classes) costs two to three times a whole trivial DAG's parse. When the discovery cache holds the
+models folder's current listing (`include.core.config_cache`), the parse gets one
+`ParsedModelConfig` per valid config instead: it answers the config's plain values
+(`include.core.config.plain_facts`: the name, owner, schedules, start date ...) from the cache,
+which is all a DAG factory reads, and turns into the real `ModelConfig`, unpickled from the same
+cache entry, the first time anything else is asked of it: when `dag.test()` runs a task in the
+parsing process, say. It passes `isinstance` checks and compares, hashes and pickles as the real
+config does.
 """
 
 from __future__ import annotations
