@@ -63,6 +63,16 @@ drifted windows in a row, or a `{metric}` drop above {drop}; at least {min_rows}
 history (`include.monitoring.retrain_policy.read_history("{model}")`). A batch that ingestion quarantined is
 a data-quality failure, not drift: it is left out and can never trigger a retrain.
 
+For a model with `feature_store: feast` ({feature_store}), each check also compares the feature values
+the prediction service used (the prediction log of the window) with the feature store's offline values
+of the same entities at the same time (Feast's point-in-time retrieval): the share of mismatches per
+feature goes into `check.json`, onto the MLflow run (`skew_share_<feature>`) and into a
+`feature_skew` Evidently report. A share above {skew_max_share} (`monitoring.skew_max_share`) is a
+**retrain-blocking alert, not a retrain trigger**: the notifier of
+`evaluation.degraded_champion.notifier` raises the alert, and the retrain request is withheld, saying
+why, until a check finds the features matching again (continuous training skips its automatic runs
+meanwhile).
+
 **enforce_retention** then deletes the drift reports, online prediction logs and batch predictions
 older than the model's `retention` settings (reports {reports_days}, logs {logs_days}, batch
 predictions {batch_days} days; None keeps all), counted back from the newest checked day. It never
@@ -106,6 +116,8 @@ def build(config):
             cooldown=policy.cooldown_days,
             max_retrains=policy.max_retrains,
             period=policy.period_days,
+            feature_store="on" if config.feature_store else "off for this model",
+            skew_max_share=config.monitoring.skew_max_share,
             reports_days=config.retention.reports_days,
             logs_days=config.retention.logs_days,
             batch_days=config.retention.batch_predictions_days,
@@ -120,7 +132,9 @@ def build(config):
         def check_windows(**context) -> dict:
             """Check every unchecked day up to the run's day against the version that served it;
             emit the retrain requests the policy made."""
-            from include.monitoring import monitoring
+            from mlops_dags import notifiers
+
+            from include.monitoring import alerts, monitoring
 
             dag_run = context["dag_run"]
             result = monitoring.run_checks(
@@ -143,6 +157,10 @@ def build(config):
                 monitoring.mark_request_emitted(request["monitoring_run_id"])
                 print(f"Retrain requested ({request['reason']}) for the window ending {made['day']}: "
                       f"{request['explanation']}")
+            alert = alerts.feature_skew_alert(config, result["checked"])
+            if alert is not None:
+                context[alerts.ALERT_CONTEXT_KEY] = alert
+                notifiers.build_notifier(config)(context)
             return result
 
         @task(trigger_rule=TriggerRule.NONE_FAILED)

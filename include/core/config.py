@@ -410,11 +410,14 @@ class Monitoring(_Strict):
     `on_request` (the windows that requested a retrain), `on_drift` (also the windows whose data or
     predictions drifted) or `every_check`; an Evidently report costs more than the check itself.
     Every check keeps its verdict and numbers (`check.json`, the MLflow run, the metrics history)
-    either way."""
+    either way. `skew_max_share`: for a model with `feature_store: feast`, the largest share of
+    predictions whose served value of a feature may differ from the feature store's offline value
+    (`include.monitoring.feature_skew`); above it the sensor alerts and withholds retrain requests."""
 
     schedule: str = "@daily"
     window_days: Annotated[int, Field(ge=1)] = 1
     reports: Literal["on_request", "on_drift", "every_check"] = "on_request"
+    skew_max_share: Annotated[float, Field(ge=0, le=1)] = 0.01
     drift: Drift = Field(default_factory=Drift)
     retrain_policy: RetrainPolicy = Field(default_factory=RetrainPolicy)
 

@@ -8,6 +8,11 @@ named by `evaluation.degraded_champion.notifier` (any `airflow.sdk.BaseNotifier`
 Slack or SMTP notifier; the default is `plugins/notifiers.py`'s `LogNotifier`), built with
 `notifier_params`. Its templates see the alert as `{{ champion_alert.message }}` (and
 `.rejections`, `.champion`, `.versions`). This module decides when; it imports no Airflow.
+
+Training/serving skew is the other case (`include.monitoring.feature_skew`): retraining cannot mend
+a service fed other feature values than the model learned from, so `<model>__drift_sensor` raises
+`feature_skew_alert` through the same notifier, under the same context key (`.message`, and
+`.kind = "feature_skew"`, `.day`, `.shares`, `.withheld_days`).
 """
 
 from __future__ import annotations
@@ -77,3 +82,33 @@ def degraded_champion_alert(config: ModelConfig) -> dict[str, Any] | None:
     )
     return {"model": config.name, "champion": champion, "rejections": len(versions), "versions": versions,
             "message": message}
+
+
+def feature_skew_alert(config: ModelConfig, checked: list[dict]) -> dict[str, Any] | None:
+    """The alert to raise after a run of the drift sensor, or None: a day it checked found the features
+    the service used differing from the feature store's offline ones beyond `monitoring.skew_max_share`.
+
+    Args:
+        checked: the run's checks, oldest first (`monitoring.run_checks`' "checked").
+
+    Returns:
+        {"model", "kind": "feature_skew", "day" (the newest such check), "shares" (its skewed
+        features), "withheld_days" (checks of the run whose retrain request was withheld),
+        "message"} or None.
+    """
+    over = [check for check in checked if (check.get("feature_skew") or {}).get("over_threshold")]
+    if not over:
+        return None
+    newest = over[-1]["feature_skew"]
+    withheld = [check["day"] for check in checked if check["decision"].get("withheld")]
+    held = (f"the retrain request of {', '.join(withheld)} was withheld" if withheld
+            else "no retrain request goes out while it lasts")
+    message = (
+        f"{config.name}: {newest['explanation']}. {held}, and continuous training skips its automatic runs. "
+        f"Retraining cannot mend this: the examples in check.json of {newest['day']} show served and offline "
+        "values; fix the side that is wrong (the caller's features, the online store's materialization, or "
+        "ingestion). A person may still train on demand."
+    )
+    return {"model": config.name, "kind": "feature_skew", "day": newest["day"],
+            "shares": {name: newest["shares"][name] for name in newest["skewed_features"]},
+            "withheld_days": withheld, "message": message}

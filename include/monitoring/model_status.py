@@ -83,7 +83,7 @@ TAG_FAILURE = "deployment_failure"
 so that importing this module costs no MLflow, numpy or scikit-learn import."""
 
 ALIASES = ("champion", "challenger", "previous_champion")
-REPORT_KINDS = ("data_drift", "prediction_drift")
+REPORT_KINDS = ("data_drift", "prediction_drift", "feature_skew")
 DATA_DOCS_SUITES = ("features", "labels")
 
 _cache: dict[tuple, tuple[Any, Any]] = {}
@@ -148,8 +148,8 @@ def reports_of_day(config: ModelConfig, day: dt.date) -> list[dict]:
     Read from that day's folders at each call, so a task's report is there as soon as the task is done.
 
     Returns:
-        [{"day", "kind": "data_drift" | "prediction_drift" | "data_docs", "version" (None for Data Docs),
-          "suite" (None for drift reports), "root": "reports", "path"}].
+        [{"day", "kind": "data_drift" | "prediction_drift" | "feature_skew" | "data_docs", "version" (None for
+          Data Docs), "suite" (None for drift reports), "root": "reports", "path"}].
     """
     model = _Model(_roots(), config)
     partition = f"day={day.isoformat()}"

@@ -21,6 +21,12 @@ the same small files and the numbers on an MLflow run of
 the model's experiment (tag `mlops_run_kind = drift_check`), and one row in the metrics history
 (`include.monitoring.retrain_policy.read_history`).
 
+For a model with `feature_store: feast` the check also compares the features the prediction service
+used in the window with the feature store's offline values (`include.monitoring.feature_skew`):
+shares of mismatches per feature in `check.json`, on the MLflow run (`skew_share_<feature>`) and in
+a `feature_skew` Evidently report; skew over `monitoring.skew_max_share` withholds the retrain
+request while it lasts (`retrain_policy.decide_retrain`), and the DAG raises an alert.
+
 Point in time. D is judged against the version that was `@champion` on D
 (`include.core.champion_history.champion_on`), not today's: its scores, its reference profile, its
 holdout metric. A day no version served is not checked (`NoChampion`). Its realized performance
@@ -70,6 +76,7 @@ from include.core import champion_history, registry, settings, storage
 from include.core.jsonable import write_json_atomically
 from include.delivery import prediction_log
 from include.delivery.batch_prediction import positive_probabilities
+from include.monitoring import feature_skew
 from include.monitoring.drift import (
     REPORT_SAMPLE_ROWS,
     DriftResult,
@@ -421,6 +428,7 @@ def assess_window(
     scored: pd.DataFrame,
     labels: pd.DataFrame,
     holdout_metric: float | None,
+    withheld_by: str | None = None,
 ) -> WindowCheck:
     """Drift and realized performance of one window, decided on and recorded in the history.
 
@@ -434,6 +442,7 @@ def assess_window(
         scored: predictions (entity, probability, version) of the label window.
         labels: the labels that have arrived (entity, target).
         holdout_metric: the champion's primary metric on its holdout.
+        withheld_by: training/serving skew that lasts: a retrain request is withheld (see `decide_retrain`).
     """
     version = str(profile.model_version)
     drift = detect_drift(config, profile, window, scores if scores is not None and len(scores) else None) \
@@ -442,7 +451,7 @@ def assess_window(
     if len(scored) and len(labels):
         realized = realized_performance(config, scored, labels, model_version=version)
         _, drop = performance_dropped(config, realized, holdout_metric)
-    decision = record_check(config, check_record(day, version, drift, realized, drop))
+    decision = record_check(config, check_record(day, version, drift, realized, drop), withheld_by)
     return WindowCheck(day, window_of(config, day), version, drift, realized, drop, decision)
 
 
@@ -491,7 +500,9 @@ def run_check(
         "drifted_columns", "dataset_drifted", "prediction_drifted", "realized_metric",
         "metric_drop", "labeled_rows", "decision": {"retrain", "reason", "explanation"},
         "reports": {name: path}, "mlflow_run_id", "request": the retrain-request metadata or
-        None, "request_already_emitted": bool}.
+        None, "request_already_emitted": bool, "feature_skew": the window's skew verdict
+        (`SkewCheck.to_dict()`) or None without the feature store, "standing_skew": the skew that
+        lasts (`feature_skew.standing_skew`) or None}.
 
     Raises:
         NoChampion: no version served `day`.
@@ -518,12 +529,19 @@ def run_check(
         champion.trained_through,
     )
     labels = arrived_labels(config, label_first, day) if len(scored) else pd.DataFrame()
-    check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric)
+    skew = feature_skew.check_skew(config, day, first, last)
+    if skew is not None:
+        feature_skew.record_skew(config, skew)
+    standing = feature_skew.standing_skew(config, day)
+    check = assess_window(config, day, profile, window, scores, scored, labels, champion.holdout_metric,
+                          standing["explanation"] if standing else None)
 
     folder = _report_folder(config, day, champion.version)
     folder.mkdir(parents=True, exist_ok=True)
     reports = write_reports(config, profile, window, scores, folder) if wants_reports(config, check) else {}
-    summary = _summary(check, quarantined, champion)
+    if skew is not None and feature_skew.wants_report(config, skew):
+        reports.update(feature_skew.write_report(config, skew, folder))
+    summary = _summary(check, quarantined, champion, skew, standing)
     write_json_atomically(folder / CHECK_FILE, {**summary, "check": check.to_dict()})
     reports["check"] = str(folder / CHECK_FILE)
 
@@ -641,7 +659,8 @@ def run_checks(config: ModelConfig, up_to: dt.date | None = None, airflow_ids: d
             result = run_check(config, day, airflow_ids, versions)
             checked.append({key: result[key] for key in (
                 "day", "model_version", "rows", "dataset_drifted", "drift_share", "drifted_columns",
-                "realized_metric", "metric_drop", "decision", "mlflow_run_id", "request_already_emitted")})
+                "realized_metric", "metric_drop", "decision", "mlflow_run_id", "request_already_emitted",
+                "feature_skew", "standing_skew")})
             if result["request"] is not None:
                 requests.append({"day": result["day"], "request": result["request"],
                                  "already_emitted": result["request_already_emitted"]})
@@ -690,7 +709,10 @@ def _report_folder(config: ModelConfig, day: dt.date, version: str) -> Path:
     return settings.reports_dir() / config.name / "drift" / f"day={day.isoformat()}" / f"version={version}"
 
 
-def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion) -> dict:
+def _summary(
+    check: WindowCheck, quarantined: list[dt.date], champion: Champion,
+    skew: feature_skew.SkewCheck | None = None, standing: dict | None = None,
+) -> dict:
     drift = check.drift
     prediction = drift.prediction if drift is not None else None
     realized = check.realized or {}
@@ -700,6 +722,8 @@ def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion)
             f"; ingestion quarantined the batch of {', '.join(day.isoformat() for day in quarantined)}: "
             "a data-quality failure, not drift, so it was left out of the window"
         )
+    if standing is not None and check.decision.withheld is None:
+        explanation += f"; {standing['explanation']}: a retrain request would be withheld while it lasts"
     return {
         "day": check.day.isoformat(),
         "window": {"start": check.window[0].isoformat(), "end": check.window[1].isoformat()},
@@ -719,6 +743,8 @@ def _summary(check: WindowCheck, quarantined: list[dt.date], champion: Champion)
         "metric_drop": check.metric_drop,
         "labeled_rows": realized.get("rows_joined", 0),
         "decision": {**check.decision.to_dict(), "explanation": explanation},
+        "feature_skew": None if skew is None else skew.to_dict(),
+        "standing_skew": standing,
     }
 
 
@@ -854,6 +880,8 @@ def log_monitoring_run(
         "retrain_reason": check.decision.reason or "",
         "explanation": summary["decision"]["explanation"][:4000],
         "drifted_columns": ", ".join(summary["drifted_columns"]),
+        **({"feature_skew": (summary["standing_skew"] or {}).get("explanation", "none")[:4000]}
+           if summary["feature_skew"] is not None or summary["standing_skew"] else {}),
         **({registry.TAG_AIRFLOW_DAG_ID: airflow_ids["dag_id"]} if airflow_ids.get("dag_id") else {}),
         **({registry.TAG_AIRFLOW_RUN_ID: airflow_ids["run_id"]} if airflow_ids.get("run_id") else {}),
     }
@@ -876,6 +904,7 @@ def log_monitoring_run(
         "labeled_rows": summary["labeled_rows"],
         "retrain": float(check.decision.retrain),
         **{f"drift_score.{name}": score for name, score in summary["scores"].items()},
+        **feature_skew.run_metrics(summary["feature_skew"]),
     }
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     metrics = [Metric(key, float(value), now, 0) for key, value in values.items() if value is not None]

@@ -82,9 +82,12 @@ class Decision:
     retrain: bool
     reason: str | None
     explanation: str
+    withheld: str | None = None
+    """The reason of a request the policy would have made, held back by training/serving skew."""
 
     def to_dict(self) -> dict:
-        return {"retrain": self.retrain, "reason": self.reason, "explanation": self.explanation}
+        return {"retrain": self.retrain, "reason": self.reason, "explanation": self.explanation,
+                "withheld": self.withheld}
 
 
 def check_record(
@@ -120,6 +123,7 @@ def decide_retrain(
     now_day: dt.date,
     last_retrain_day: dt.date | None,
     retrains_in_period: int,
+    withheld_by: str | None = None,
 ) -> Decision:
     """Whether today's check should request a retrain, and why (or why not) in one sentence.
 
@@ -129,6 +133,8 @@ def decide_retrain(
         now_day: the day of the check.
         last_retrain_day: the day of the last retrain request, if any.
         retrains_in_period: requests made in the `policy.period_days` days before `now_day`.
+        withheld_by: training/serving skew that lasts (`feature_skew.standing_skew`'s sentence): a
+            request is withheld while it does, since retraining cannot mend it; the evidence is kept.
     """
     today = [record for record in history if record.day == now_day]
     if not today:
@@ -137,6 +143,9 @@ def decide_retrain(
     trigger, evidence = _trigger(policy, history, current, last_retrain_day)
     if trigger is None:
         return Decision(False, None, f"no retrain: {evidence}")
+    if withheld_by:
+        return Decision(False, None, f"{evidence}, but the retrain request is withheld: {withheld_by}; retraining "
+                                     "cannot mend skew, fix the features first", withheld=trigger)
     if last_retrain_day is not None and (now_day - last_retrain_day).days < policy.cooldown_days:
         until = last_retrain_day + dt.timedelta(days=policy.cooldown_days)
         return Decision(
@@ -234,7 +243,7 @@ def append_check(model: str, record: CheckRecord) -> Path:
     return storage.write_parquet_atomically(frame, history_path(model))
 
 
-def record_check(config: ModelConfig, record: CheckRecord) -> Decision:
+def record_check(config: ModelConfig, record: CheckRecord, withheld_by: str | None = None) -> Decision:
     """Decide on today's check against the stored history, then store the check with its decision.
 
     Only checks of earlier days count as history, and of each earlier day only the check of the
@@ -251,7 +260,8 @@ def record_check(config: ModelConfig, record: CheckRecord) -> Decision:
     policy = config.monitoring.retrain_policy
     requests = [past.day for past in earlier if past.retrain]
     in_period = sum((record.day - day).days < policy.period_days for day in requests)
-    decision = decide_retrain(policy, [*earlier, record], record.day, max(requests, default=None), in_period)
+    decision = decide_retrain(policy, [*earlier, record], record.day, max(requests, default=None), in_period,
+                              withheld_by)
     append_check(
         config.name,
         dataclasses.replace(

@@ -267,6 +267,10 @@ def plan_training(
       refit.
     - A person may name `change_start` too; with too few labels after it the run fails, naming them.
     - Any other run trains as `should_train` says, on the remembered change point (if any).
+    - While training/serving skew lasts (`include.monitoring.feature_skew.standing_skew`) no
+      automatic run trains (schedule, new data, requests; a request is kept as deferred): a model
+      retrained then learns the offline values and is served others, and the gate, which reads
+      offline values only, cannot see it. A run a person starts trains, told about the skew.
 
     Returns:
         {"train": bool, "trigger", "reason", "cutoff": ISO day, "change_start": ISO day or None,
@@ -296,6 +300,15 @@ def plan_training(
         return plan(True, why, change, **named)
 
     request = trigger.get("request")
+    from include.monitoring.feature_skew import standing_skew
+
+    skew = standing_skew(config)
+    if skew is not None and trigger["trigger"] != "on_demand":
+        if trigger["trigger"] in REQUESTED_TRIGGERS and request and pending is None:
+            defer_request(config.name, trigger["trigger"], change_start_of(request), request, resolved)
+        return plan(False, f"not training automatically while there is {skew['explanation']}: a model retrained "
+                           "now would learn the offline values and be served others; a person may train on demand",
+                    None)
     if trigger["trigger"] in REQUESTED_TRIGGERS and request:
         refit = pending is not None and "refit_at_rows" in pending
         change = change_start_of(request) if refit else min(filter(None, (change_start_of(request), pending_change)))
@@ -324,4 +337,6 @@ def plan_training(
                           pending["request"], name=pending["reason"], reason=reason)
         waiting = f"; a {pending['reason']} request waits for labels ({sentence}, needs {waits_for})"
     train, why = should_train(config, trigger["trigger"])
+    if skew is not None:
+        why += f"; beware: {skew['explanation']}"
     return plan(train, why + waiting, remembered_change_point(config.name))
