@@ -10,11 +10,15 @@ Only cheap imports here: this module is imported whenever a DAG file is parsed.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import Asset, AssetAlias, Param, get_parsing_context
 
-from include.core.config import ModelConfig, discover_model_configs
+from mlops_dags.parsed_configs import parsed_model_configs
+
+if TYPE_CHECKING:
+    from include.core.config import ModelConfig
 
 LEVEL_TAGS = {0: "level-0", 1: "level-1", 2: "level-2"}
 WEIGHT_RULE = "mlops_scheduling.RecentIntervalsFirst"
@@ -30,9 +34,17 @@ def configs_for_stage(stage: str) -> list[ModelConfig]:
     """The valid model configs that get a DAG for `stage`.
 
     When a worker runs a task, Airflow's parsing context names the DAG it needs; then only that
-    model's DAG is built, which keeps task start-up cheap when there are many models.
+    model's DAG is built, from its real config, which keeps task start-up cheap when there are many
+    models. Otherwise (the DAG processor) the configs come from the discovery cache without
+    importing the config schema when it can (`mlops_dags.parsed_configs`).
     """
     wanted = get_parsing_context().dag_id
+    if not wanted:
+        parsed = parsed_model_configs()
+        if parsed is not None:
+            return parsed
+    from include.core.config import discover_model_configs
+
     configs = discover_model_configs().valid.values()
     if wanted:
         return [config for config in configs if dag_id(config.name, stage) == wanted]
@@ -46,8 +58,12 @@ def dag_tags(config: ModelConfig, *levels: int) -> list[str]:
 def default_args(config: ModelConfig, retries: int = 2) -> dict:
     """Owner and retries for tasks that touch files or services (a retry is safe: tasks are idempotent),
     and the weight rule that queues each model's newest intervals before any model's backlog."""
-    return {"owner": config.owner, "retries": retries, "retry_delay": dt.timedelta(seconds=20),
-            "weight_rule": WEIGHT_RULE}
+    return {
+        "owner": config.owner,
+        "retries": retries,
+        "retry_delay": dt.timedelta(seconds=20),
+        "weight_rule": WEIGHT_RULE,
+    }
 
 
 def to_pendulum(day: dt.date) -> pendulum.DateTime:
@@ -65,14 +81,12 @@ def data_end(config: ModelConfig) -> dt.date | None:
 
 def curated_batch_asset(config: ModelConfig) -> Asset:
     """Updated by data ingestion each time a validated batch lands in the curated store."""
-    return Asset(name=f"{config.name}__curated_batch", uri=f"mlops://{config.name}/curated_batch",
-                 group="mlops")
+    return Asset(name=f"{config.name}__curated_batch", uri=f"mlops://{config.name}/curated_batch", group="mlops")
 
 
 def retrain_request_asset(config: ModelConfig) -> Asset:
     """Updated by the drift sensor when the retrain policy fires (reason: drift or performance)."""
-    return Asset(name=f"{config.name}__retrain_request", uri=f"mlops://{config.name}/retrain_request",
-                 group="mlops")
+    return Asset(name=f"{config.name}__retrain_request", uri=f"mlops://{config.name}/retrain_request", group="mlops")
 
 
 def retrain_request_alias(config: ModelConfig) -> AssetAlias:
@@ -120,8 +134,11 @@ def event_days(context) -> list[dt.date]:
             elif extra.get("first_day") and extra.get("last_day"):
                 first, last = dt.date.fromisoformat(extra["first_day"]), dt.date.fromisoformat(extra["last_day"])
                 left_out = {*extra.get("quarantined", ()), *extra.get("missing", ())}
-                days.update(first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)
-                            if (first + dt.timedelta(days=offset)).isoformat() not in left_out)
+                days.update(
+                    first + dt.timedelta(days=offset)
+                    for offset in range((last - first).days + 1)
+                    if (first + dt.timedelta(days=offset)).isoformat() not in left_out
+                )
     return sorted(days)
 
 
@@ -134,11 +151,24 @@ def training_params(config: ModelConfig, reason_description: str) -> dict[str, P
     """The Params of the DAGs that train a model (Level 0 and continuous training)."""
     return {
         "reason": Param("manual", type="string", minLength=1, title="Reason", description=reason_description),
-        "window_days": Param(None, type=["null", "integer"], minimum=1, title="Training window (days)",
-                             description=f"Days of data to train on; empty = {config.training.window_days} "
-                                         "from the model config."),
-        "cutoff": Param(None, type=["null", "string"], format="date", title="Cutoff day",
-                        description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day."),
-        "hyperparameters": Param({}, type="object", title="Hyperparameter overrides",
-                                 description="Estimator params to override, e.g. {\"max_iter\": 100}."),
+        "window_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Training window (days)",
+            description=f"Days of data to train on; empty = {config.training.window_days} from the model config.",
+        ),
+        "cutoff": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Cutoff day",
+            description="Last day of data to use (YYYY-MM-DD); empty = the newest curated day.",
+        ),
+        "hyperparameters": Param(
+            {},
+            type="object",
+            title="Hyperparameter overrides",
+            description='Estimator params to override, e.g. {"max_iter": 100}.',
+        ),
     }

@@ -6,11 +6,7 @@ every config in the models folder and keeps the valid ones apart from the broken
 broken file never takes down the other models' DAGs.
 """
 
-from __future__ import annotations
-
 import datetime as dt
-import hashlib
-import os
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -20,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from include.core import intervals, settings
+from include.core import config_cache, intervals, settings
 
 # libyaml's loader is about ten times faster than the pure-Python one, and configs are read at
 # every DAG parse.
@@ -35,7 +31,10 @@ class ConfigError(ValueError):
 class _Strict(BaseModel):
     # defer_build: each DAG file parse imports this module in a fresh process; building the
     # validators of every class at import costs more than the whole parse of a trivial DAG, and a
-    # parse served from the discovery cache (below) never validates at all.
+    # parse served from the discovery cache (below) never validates at all. For the same reason,
+    # nested defaults are `Field(default_factory=Split)`, not `Split()` (an instance builds its
+    # class's validator at import), and this module has no `from __future__ import annotations`
+    # (pydantic would compile and evaluate every annotation string at import).
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
@@ -60,7 +59,7 @@ class Scenario(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _end_not_before_start(self) -> Scenario:
+    def _end_not_before_start(self) -> "Scenario":
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
@@ -156,7 +155,7 @@ class SqlSource(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _table_or_query(self) -> SqlSource:
+    def _table_or_query(self) -> "SqlSource":
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of table and query")
         return self
@@ -199,7 +198,7 @@ class Column(_Strict):
     allowed: list[str | int | bool] | None = None
 
     @model_validator(mode="after")
-    def _range_and_allowed_fit_the_type(self) -> Column:
+    def _range_and_allowed_fit_the_type(self) -> "Column":
         if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
             raise ValueError(f"min/max only apply to integer or float columns, not {self.type}")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -237,7 +236,7 @@ class Schema(_Strict):
     )
 
     @model_validator(mode="after")
-    def _named_columns_exist(self) -> Schema:
+    def _named_columns_exist(self) -> "Schema":
         for key in ("entity_column", "timestamp_column"):
             name = getattr(self, key)
             if name not in self.columns:
@@ -321,8 +320,8 @@ class Training(_Strict):
     min_rows: Annotated[int, Field(ge=1)] = 500
     every_n_batches: Annotated[int, Field(ge=1)] = 7
     estimator: Estimator
-    split: Split = Split()
-    change_point: ChangePoint = ChangePoint()
+    split: Split = Field(default_factory=Split)
+    change_point: ChangePoint = Field(default_factory=ChangePoint)
 
 
 class Metric(_Strict):
@@ -391,11 +390,11 @@ class Evaluation(_Strict):
     slices: list[str] = Field(default_factory=list)
     slice_tolerance: Annotated[float, Field(ge=0)] = 0.05
     min_slice_rows: Annotated[int, Field(ge=1)] = 50
-    comparison: Comparison = Comparison()
-    degraded_champion: DegradedChampion = DegradedChampion()
+    comparison: Comparison = Field(default_factory=Comparison)
+    degraded_champion: DegradedChampion = Field(default_factory=DegradedChampion)
 
     @model_validator(mode="after")
-    def _primary_is_a_metric(self) -> Evaluation:
+    def _primary_is_a_metric(self) -> "Evaluation":
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric {self.primary_metric!r} is not in metrics {sorted(self.metrics)}")
         return self
@@ -437,8 +436,8 @@ class Monitoring(_Strict):
     )
     reports: Literal["on_request", "on_drift", "every_check"] = "on_request"
     skew_max_share: Annotated[float, Field(ge=0, le=1)] = 0.01
-    drift: Drift = Drift()
-    retrain_policy: RetrainPolicy = RetrainPolicy()
+    drift: Drift = Field(default_factory=Drift)
+    retrain_policy: RetrainPolicy = Field(default_factory=RetrainPolicy)
 
 
 class Retention(_Strict):
@@ -518,11 +517,11 @@ class ModelConfig(_Strict):
     features: Features
     training: Training
     evaluation: Evaluation
-    monitoring: Monitoring = Monitoring()
-    retention: Retention = Retention()
-    serving: Serving = Serving()
-    deployment: Deployment = Deployment()
-    replay: Replay = Replay()
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    retention: Retention = Field(default_factory=Retention)
+    serving: Serving = Field(default_factory=Serving)
+    deployment: Deployment = Field(default_factory=Deployment)
+    replay: Replay = Field(default_factory=Replay)
     feature_store: Literal["feast"] | None = Field(
         None,
         description="`feast`: the model's features are kept in a Feast feature store generated from this file "
@@ -530,7 +529,7 @@ class ModelConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _columns_referenced_exist(self) -> ModelConfig:
+    def _columns_referenced_exist(self) -> "ModelConfig":
         columns = self.schema_.columns
         for kind in ("numeric", "categorical"):
             unknown = [name for name in getattr(self.features, kind) if name not in columns]
@@ -624,21 +623,19 @@ def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
     """Read every `*.yaml` in the models folder, keeping broken files apart from valid ones.
 
     Every DAG file calls this at every parse, each in a fresh process, so the result is cached on
-    disk (`<state>/cache/model_configs/`), keyed on the folder's listing (each file's name, size
-    and modification time) and on this module's own file: an added, removed or edited config, or
-    a changed schema, reads the folder again. The cache is local state like the rest of the state
-    folder; when it cannot be read or written, the folder is simply read.
+    disk (`include.core.config_cache`): an unchanged folder is not read again.
     """
     folder = folder or settings.models_dir()
     paths = sorted(folder.glob("*.yaml"))
-    cache_file = _discovery_cache_file(folder, paths)
-    if cache_file is not None:
+    cache_file = config_cache.cache_file(folder, paths)
+    cached = config_cache.read(cache_file) if cache_file is not None else None
+    if cached is not None:
         try:
-            cached = pickle.loads(cache_file.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-            cached = None
-        if isinstance(cached, DiscoveredConfigs):
-            return cached
+            found = pickle.loads(cached["discovered"])
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+            found = None
+        if isinstance(found, DiscoveredConfigs):
+            return found
     found = DiscoveredConfigs()
     for path in paths:
         try:
@@ -648,36 +645,36 @@ def discover_model_configs(folder: Path | None = None) -> DiscoveredConfigs:
         else:
             found.valid[config.name] = config
     if cache_file is not None:
-        _write_discovery_cache(cache_file, found)
+        facts = {name: plain_facts(config) for name, config in found.valid.items()}
+        config_cache.write(cache_file, pickle.dumps(found), facts)
     return found
 
 
-def _discovery_cache_file(folder: Path, paths: list[Path]) -> Path | None:
-    """The cache file for this listing of the folder, or None when a file vanished meanwhile."""
-    listing = hashlib.sha256()
-    try:
-        for path in [Path(__file__), *paths]:
-            stat = path.stat()
-            listing.update(f"\0{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    except OSError:
-        return None
-    folder_key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return settings.state_dir() / "cache" / "model_configs" / f"{folder_key}-{listing.hexdigest()[:32]}.pickle"
+_PLAIN = (str, int, float, bool, type(None), dt.date, Path)
 
 
-def _write_discovery_cache(cache_file: Path, found: DiscoveredConfigs) -> None:
-    """Write atomically (parses run in parallel), replacing older listings of the same folder."""
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(pickle.dumps(found))
-        partial.replace(cache_file)
-        folder_key = cache_file.name.split("-")[0]
-        for older in cache_file.parent.glob(f"{folder_key}-*.pickle"):
-            if older != cache_file:
-                older.unlink(missing_ok=True)
-    except OSError:
-        return
+def plain_facts(model: BaseModel, depth: int = 3) -> dict[str, Any]:
+    """The plain values of a config (its fields and properties, nested sections to `depth` levels) by name.
+
+    What the DAG files read when they build a model's DAGs (its name, schedules, start date, ...)
+    is among them, so a parse served from the discovery cache answers without this module
+    (`mlops_dags.parsed_configs`). Lists, dicts and deeper sections are left out.
+    """
+    names = [
+        *type(model).model_fields,
+        *(name for name, value in vars(type(model)).items() if isinstance(value, property)),
+    ]
+    facts = {}
+    for name in names:
+        try:
+            value = getattr(model, name)
+        except Exception:  # noqa: BLE001 - a property that cannot answer is simply not a fact
+            continue
+        if isinstance(value, _PLAIN):
+            facts[name] = value
+        elif isinstance(value, BaseModel) and depth > 1:
+            facts[name] = plain_facts(value, depth - 1)
+    return facts
 
 
 def get_model_config(name: str) -> ModelConfig:

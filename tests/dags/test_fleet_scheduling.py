@@ -36,8 +36,9 @@ def first_run_weight(dag, task_id: str) -> tuple[int, dt.datetime]:
     from airflow.utils.types import DagRunType
 
     info = dag.next_dagrun_info(last_automated_run_info=None)
-    run_id = DagRun.generate_run_id(run_type=DagRunType.SCHEDULED, logical_date=info.logical_date,
-                                    run_after=info.run_after)
+    run_id = DagRun.generate_run_id(
+        run_type=DagRunType.SCHEDULED, logical_date=info.logical_date, run_after=info.run_after
+    )
     task = dag.get_task(task_id)
     ti = TaskInstance(task=task, run_id=run_id, map_index=-1, dag_version_id=uuid.uuid4())
     return task.weight_rule.get_weight(ti), info.run_after
@@ -86,3 +87,51 @@ def test_a_triggered_run_outranks_any_backlog_and_newer_intervals_outrank_older_
 
     assert manual > yesterday > last_month > 0
     assert recency_bonus("my-own-run-id", now) == HORIZON_HOURS
+
+
+def test_models_of_every_source_kind_get_their_dags_without_reading_their_sources(state_dir, tmp_path):
+    """Parsing never opens a table file or an Airflow Connection: a fleet parses before its sources exist."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    models = settings.models_dir()
+    demo = yaml.safe_load((models / "credit_default.yaml").read_text())
+    sources = {
+        "table_model": {"kind": "table", "path": str(tmp_path / "not_written_yet.parquet"), "start_date": "2026-01-01"},
+        "sql_model": {
+            "kind": "sql",
+            "conn_id": "no_such_connection",
+            "table": "public.applications",
+            "start_date": "2026-01-01",
+        },
+    }
+    for name, source in sources.items():
+        (models / f"{name}.yaml").write_text(yaml.safe_dump({**demo, "name": name, "source": source}, sort_keys=False))
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+
+    assert bag.import_errors == {}
+    for model in ("credit_default", *sources):
+        assert {f"{model}__data_ingestion", f"{model}__continuous_training", f"{model}__drift_sensor"} <= set(
+            bag.dag_ids
+        ), model
+
+
+def test_dags_built_from_the_discovery_cache_serialize_as_those_built_from_the_configs(state_dir, monkeypatch):
+    """A parse served from the cache (mlops_dags.parsed_configs) gives the scheduler exactly the same DAGs."""
+    import mlops_dags.model_dags as model_dags
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from include.core.config import discover_model_configs
+
+    discover_model_configs()  # the cache entry the first parse of the folder leaves behind
+    assert model_dags.parsed_model_configs() is not None
+
+    def serialized() -> dict:
+        bag = DagBag(dag_folder=str(DAGS_FOLDER))
+        assert bag.import_errors == {}
+        return {dag_id: DagSerialization.to_dict(dag) for dag_id, dag in bag.dags.items()}
+
+    from_cache = serialized()
+    monkeypatch.setattr(model_dags, "parsed_model_configs", lambda: None)
+    assert serialized() == from_cache
