@@ -56,7 +56,7 @@ DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 # --- the fleet's configs: one function per source kind ------------------------------------------
 
 
-INTERVALS = ("daily",)
+INTERVALS = ("hourly", "daily", "weekly", "monthly")
 
 
 def synthetic_source(index: int, data_folder: Path) -> dict:
@@ -145,11 +145,20 @@ def write_applications_csv(path: Path, days: list[dt.date], rows: int) -> None:
                 )
 
 
+def supported_interval(kind: str, interval: str) -> str:
+    """`interval`, or daily for a kind that cannot have it."""
+    if kind == "synthetic" or (kind == "files" and interval == "hourly"):
+        return "daily"
+    return interval
+
+
 def write_fleet(models_folder: Path, data_folder: Path, count: int) -> list[str]:
     """Write `count` valid model configs; returns their names.
 
     Source kinds are taken in turn, and each round of kinds takes the next value of INTERVALS as
-    its `source.interval`, so every kind meets every interval (the synthetic world is daily only).
+    its `source.interval`, so every kind meets every interval it supports (the synthetic world is
+    daily only; `files` are named by day, so not hourly). The drift window is left to its default,
+    one interval, since the demo's one day is shorter than a week.
     """
     template = yaml.safe_load(DEMO_CONFIG.read_text())
     kinds = list(SOURCE_KINDS)
@@ -163,7 +172,8 @@ def write_fleet(models_folder: Path, data_folder: Path, count: int) -> list[str]
         config["paused_on_start"] = True
         config["source"] = SOURCE_KINDS[kind](index, data_folder)
         interval = INTERVALS[(index // len(kinds)) % len(INTERVALS)]
-        config["source"]["interval"] = "daily" if kind == "synthetic" else interval
+        config["source"]["interval"] = supported_interval(kind, interval)
+        config["monitoring"].pop("window_days", None)
         (models_folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         names.append(name)
     return names
