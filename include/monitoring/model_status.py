@@ -36,6 +36,7 @@ Results are shared between calls: callers must not modify them.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import os
 import time
@@ -723,17 +724,28 @@ def _quarantine_folders(model: _Model) -> dict[str, list[Path]]:
                       if entry.name.startswith("day=") and entry.is_dir())
     except OSError:
         return {}
-    key = tuple((day, _stamp(day)) for day in days)
+    key = tuple((day, _stamp(day), *(_stamp(hour) for hour in glob.glob(os.path.join(day, "hour=*")))) for day in days)
 
     def listing() -> dict[str, list[Path]]:
         found = {}
         for day in days:
-            folders = sorted(Path(entry.path) for entry in os.scandir(day) if entry.is_dir())
+            folders = sorted(_batch_folders(Path(day)))
             if folders:
                 found[os.path.basename(day).removeprefix("day=")] = folders
         return found
 
     return model.memo("quarantine", key, listing)
+
+
+def _batch_folders(day: Path) -> list[Path]:
+    """A day's quarantined batch folders, an hourly source's under their `hour=HH` folders."""
+    folders = []
+    for entry in os.scandir(day):
+        if entry.is_dir() and entry.name.startswith("hour="):
+            folders += [Path(inner.path) for inner in os.scandir(entry.path) if inner.is_dir()]
+        elif entry.is_dir():
+            folders.append(Path(entry.path))
+    return folders
 
 
 def _quarantine_details(model: _Model) -> list[dict]:

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from include.core import champion_history, registry, settings
+from include.core import champion_history, registry, settings, storage
 from include.delivery import deployment
 from include.monitoring import model_status
 from include.monitoring.evidently_reports import snapshot_for_html
@@ -212,6 +212,25 @@ def test_a_quarantined_batch_lists_the_rules_it_failed(fleet):
     assert bad_feed["folder"]["root"] == "data"
     folder = settings.data_dir() / bad_feed["folder"]["path"]
     assert (folder / "validation.json").is_file() and (folder / "batch.parquet").is_file()
+
+
+def test_a_quarantined_hour_of_an_hourly_source_is_listed_with_its_rules(state_dir, demo_config, tmp_path):
+    """An hourly batch is quarantined under `day=D/hour=HH/`: the page lists it like a daily one."""
+    batch = tmp_path / "batch.parquet"
+    batch.write_bytes(b"the hour's bytes")
+    report = {"suite_kind": "features", "message": "1 blocking rule failed",
+              "blocking_failures": [{"expectation_type": "expect_column_values_to_not_be_null", "column": "age",
+                                     "unexpected_count": 3, "rows": 40, "detail": "3 of 40 rows are null"}]}
+    storage.quarantine_batch(demo_config.name, dt.datetime(2026, 3, 5, 23), batch, report)
+    model_status.clear_cache()
+
+    status = status_of(demo_config)
+
+    (entry,) = status["quarantine"]
+    assert entry["day"] == "2026-03-05" and entry["batch"] == "batch.parquet"
+    assert entry["failed_rules"] == ["expect_column_values_to_not_be_null(age): 3 of 40 rows are null"]
+    assert "/hour=23/" in entry["folder"]["path"]
+    assert status["summary"]["quarantined_batches"] == 1
 
 
 def test_reports_and_data_docs_are_listed_newest_first_under_the_reports_root(fleet):
