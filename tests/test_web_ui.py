@@ -441,9 +441,9 @@ def round_missing(stack: LiveStack, model: str, runs: list[dict]) -> list[str]:
     return missing
 
 
-def watch_until(stack: LiveStack, done, deadline: float, what: str) -> list[dict]:
+def watch_until(stack: LiveStack, done, deadline: float, what) -> list[dict]:
     """Poll the stack's runs until `done(runs)` holds, failing at once on a failed run (see `failures`) and
-    at `deadline` (time.monotonic()) if `done` still does not hold; returns the runs it last saw."""
+    at `deadline` (time.monotonic()) if `done` still does not hold, saying `what()`; returns the runs it last saw."""
     while True:
         found = failures(stack)
         assert not found, "failed in the first run:\n\n" + "\n\n".join(found)
@@ -451,7 +451,7 @@ def watch_until(stack: LiveStack, done, deadline: float, what: str) -> list[dict
         if done(runs):
             return runs
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}; runs so far: {run_summary(runs)}")
+            pytest.fail(f"{what()}; runs so far: {run_summary(runs)}")
         time.sleep(POLL_S)
 
 
@@ -463,8 +463,8 @@ def test_a_fresh_stacks_first_round_of_the_loop_contains_no_failed_run(live_stac
         return not any(missing.values())
 
     runs = watch_until(live_stack, loop_went_round, live_stack.round_deadline,
-                       f"the loop did not go round within {FIRST_ROUND_LIMIT_S // 60} minutes of the stack being "
-                       f"ready, still missing: {missing}")
+                       lambda: f"the loop did not go round within {FIRST_ROUND_LIMIT_S // 60} minutes of the stack "
+                               f"being ready, still missing: {missing}")
     in_flight = {(run["dag_id"], run["dag_run_id"]) for run in runs if run["state"] in ("queued", "running")}
 
     def in_flight_finished(runs: list[dict]) -> bool:
@@ -472,7 +472,7 @@ def test_a_fresh_stacks_first_round_of_the_loop_contains_no_failed_run(live_stac
                        for run in runs)
 
     runs = watch_until(live_stack, in_flight_finished, time.monotonic() + IN_FLIGHT_TIMEOUT_S,
-                       f"runs under way when the loop had gone round did not finish in {IN_FLIGHT_TIMEOUT_S} s: "
-                       f"{sorted(in_flight)}")
+                       lambda: f"runs under way when the loop had gone round did not finish in {IN_FLIGHT_TIMEOUT_S} "
+                               f"s: {sorted(in_flight)}")
     assert not failures(live_stack), "failed in the first run"
     print(f"{len(runs)} runs in the first round of the loop: {run_summary(runs)}")
