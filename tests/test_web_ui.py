@@ -475,5 +475,6 @@ def test_a_fresh_stacks_first_round_of_the_loop_contains_no_failed_run(live_stac
     runs = watch_until(live_stack, in_flight_finished, time.monotonic() + IN_FLIGHT_TIMEOUT_S,
                        lambda: f"runs under way when the loop had gone round did not finish in {IN_FLIGHT_TIMEOUT_S} "
                                f"s: {sorted(in_flight)}")
-    assert not failures(live_stack), "failed in the first run"
+    found = failures(live_stack)  # a run may have failed after the last poll's look
+    assert not found, "failed in the first run:\n\n" + "\n\n".join(found)
     print(f"{len(runs)} runs in the first round of the loop: {run_summary(runs)}")
