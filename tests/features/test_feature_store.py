@@ -274,21 +274,40 @@ def test_a_day_without_a_curated_batch_has_nothing_to_materialize_and_says_which
         feature_store.materialize_day(demo_config, DAY + dt.timedelta(days=1))
 
 
-def test_with_redis_configured_the_online_store_is_redis(state_dir, demo_config, monkeypatch):
-    # A project of its own, so that the test's keys never meet a real model's in the shared Redis.
+def redis_rows(connection: str, project: str) -> dict[bytes, dict[bytes, bytes]]:
+    """Every hash Feast keeps for `project` in Redis (its keys end with the project's name), by key."""
+    import redis
+
+    host, _, options = connection.partition(",")
+    client = redis.Redis(host=host.split(":")[0], port=int(host.split(":")[1]), db=int(options.removeprefix("db=")))
+    return {key: client.hgetall(key) for key in client.scan_iter(match=f"*{project}")}
+
+
+def test_with_redis_configured_the_online_store_is_redis_and_a_range_loaded_again_changes_nothing(
+    state_dir, demo_config, monkeypatch
+):
+    # The machine's Redis, as the production topology's online store. A project of its own, so that the
+    # test's keys never meet a real model's; database 0, since the topology test claims an empty one of 1-15.
+    connection = "127.0.0.1:6379,db=0"
     config = data_world.with_rows_per_day(demo_config, 20).model_copy(update={"name": f"redis_{uuid.uuid4().hex[:8]}"})
-    monkeypatch.setenv(feature_store.REDIS_ENV, "127.0.0.1:6379,db=0")
-    batch = write_day(config, DAY)
+    monkeypatch.setenv(feature_store.REDIS_ENV, connection)
+    batch = pd.concat([write_day(config, DAY), write_day(config, DAY + dt.timedelta(days=1))], ignore_index=True)
     store = feature_store.open_store(config)
     try:
-        result = feature_store.materialize_day(config, DAY)
+        result = feature_store.materialize_range(config, DAY, DAY + dt.timedelta(days=1), store)
+        loaded = redis_rows(connection, config.name)
+        feature_store.materialize_range(config, DAY, DAY + dt.timedelta(days=1), store)
 
-        online = online_values(config, list(batch.application_id[:3]), ["age"])
+        online = online_values(config, list(batch.application_id.iloc[[0, 39]]), ["age", "region"])
         assert result["online_store"] == "redis"
-        assert online["age"] == list(batch.age[:3])
+        assert online["age"] == list(batch.age.iloc[[0, 39]])
+        assert online["region"] == list(batch.region.iloc[[0, 39]])
+        assert len(loaded) == 40
+        assert redis_rows(connection, config.name) == loaded
         assert not (feature_store.repo_dir(config.name) / "online_store.db").exists()
     finally:
         store.teardown()
+    assert redis_rows(connection, config.name) == {}
 
 
 # --- training sets -------------------------------------------------------------------------------
