@@ -35,7 +35,7 @@ day(s) the batch events name (a history import's event names a range); or by han
 **materialize_curated_batch**: open the model's Feast feature store (generated from
 `include/models/{model}.yaml` under `state/feast/{model}/`; applying the definitions again changes
 nothing) and load the curated batches from the first to the last named day, each entity's latest
-event, into the online store in one Feast write: SQLite locally, Redis when `MLOPS_FEAST_REDIS` is
+event, into the online store in one task: SQLite locally, Redis when `MLOPS_FEAST_REDIS` is
 set. A year of history pays Feast's import once. The interval is explicit, never guessed from the
 last run (`materialize_incremental`), so a re-run or a backfill writes the same rows again, and a day
 re-ingested since is loaded with its new values.
@@ -68,7 +68,7 @@ def build(config):
     def feature_materialization():
         @task
         def materialize_curated_batch(**context) -> dict:
-            """Materialize the curated batches of the named days, first to last, in one Feast write."""
+            """Materialize the curated batches of the named days, first to last, in one task."""
             from include.features import feature_store
 
             days = event_days(context) or [interval_day(context)]

@@ -14,7 +14,7 @@ it every time it is opened (`apply` is idempotent), so it can never drift from t
   production topology.
 
 Airflow owns materialization: `materialize_range` loads exactly the curated days it is given into the
-online store, in one Feast write, and records that explicit interval (never `materialize_incremental`,
+online store in one task, and records that explicit interval (never `materialize_incremental`,
 which guesses from the registry), so a re-run writes the same rows again. `training_set` builds the
 point-in-time correct training set with `get_historical_features`, with the same rows and values as
 the project's own assembly (`include.training.training_data.assemble_training_set`).
@@ -43,6 +43,9 @@ REDIS_ENV = "MLOPS_FEAST_REDIS"
 # column, and a name of its own never meets the model's columns (its timestamp column is a feature).
 AS_OF = "feast_as_of"
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
+# Rows per online-store write: Feast turns every value of a write into a protobuf object first (about
+# 12 KB a row), so a year of history is written in slices, in one task and with one open store.
+WRITE_BATCH_ROWS = 10_000
 PARTITION_KEY = "day"  # the curated store's partition folders: `day=YYYY-MM-DD` (storage.day_partition)
 
 
@@ -213,11 +216,12 @@ def latest_per_entity(config: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def materialize_range(config: ModelConfig, first_day: dt.date, last_day: dt.date, store=None) -> dict:
-    """Load the curated batches of the days from `first_day` to `last_day` into the online store, in one
-    Feast write: a history import of a year pays Feast's import and the store's opening once.
+    """Load the curated batches of the days from `first_day` to `last_day` into the online store, with one
+    open store: a history import of a year pays Feast's import and the store's opening once.
 
     The rows are the curated files of those days themselves, each entity's latest event
-    (`latest_per_entity`), written with `FeatureStore.write_to_online_store`: the values Feast's
+    (`latest_per_entity`), written with `FeatureStore.write_to_online_store` (`WRITE_BATCH_ROWS` at a
+    time): the values Feast's
     `materialize` over [start of `first_day`, end of `last_day`] would write, without its DuckDB query
     over every curated day, whose cost grows with the history. The interval is then recorded in the
     registry as materialized, as `materialize` does, so Feast's own tools (`feast ui`) show it.
@@ -252,7 +256,8 @@ def materialize_range(config: ModelConfig, first_day: dt.date, last_day: dt.date
     rows = latest_per_entity(config, curated)
     store = store or open_store(config)
     view = store.get_feature_view(feature_view_name(config))
-    store.write_to_online_store(view.name, rows)
+    for first in range(0, len(rows), WRITE_BATCH_ROWS):
+        store.write_to_online_store(view.name, rows.iloc[first : first + WRITE_BATCH_ROWS])
     start, end = range_bounds(first_day, last_day)
     store.registry.apply_materialization(view, store.project, start, end)
     wanted = (last_day - first_day).days + 1

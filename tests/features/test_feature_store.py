@@ -220,9 +220,10 @@ def test_materializing_the_same_day_again_leaves_the_online_store_as_it_was(stat
     assert len(once) == 200 * (1 + len(config.features.all))
 
 
-def test_a_range_is_loaded_in_one_write_as_its_days_one_by_one_would_be_and_again_changes_nothing(
-    state_dir, demo_config
+def test_a_range_is_loaded_as_its_days_one_by_one_would_be_and_again_changes_nothing(
+    state_dir, demo_config, monkeypatch
 ):
+    monkeypatch.setattr(feature_store, "WRITE_BATCH_ROWS", 128)  # the range's 300 rows in three writes
     config = data_world.with_rows_per_day(demo_config, 100)
     days = [DAY + dt.timedelta(days=offset) for offset in range(4)]
     batches = [write_day(config, day) for day in days if day != days[2]]  # the third day is quarantined
