@@ -29,17 +29,19 @@ DOC = """
 ### Feature materialization for `{model}`
 
 Runs whenever data ingestion publishes a curated batch (Asset `{model}__curated_batch`), for the
-day(s) the batch events name; or by hand for the day in the **day** field.
+day(s) the batch events name (a history import's event names a range); or by hand for the day in the
+**day** field.
 
 **materialize_curated_batch**: open the model's Feast feature store (generated from
 `include/models/{model}.yaml` under `state/feast/{model}/`; applying the definitions again changes
-nothing) and materialize exactly that day, from its first to its last instant (UTC), into the online
-store: SQLite locally, Redis when `MLOPS_FEAST_REDIS` is set. The interval is explicit, never guessed
-from the last run (`materialize_incremental`), so a re-run or a backfill writes the same rows again,
-and a day re-ingested since is loaded with its new values.
+nothing) and load the curated batches from the first to the last named day, each entity's latest
+event, into the online store in one task: SQLite locally, Redis when `MLOPS_FEAST_REDIS` is
+set. A year of history pays Feast's import once. The interval is explicit, never guessed from the
+last run (`materialize_incremental`), so a re-run or a backfill writes the same rows again, and a day
+re-ingested since is loaded with its new values.
 
-The run is **skipped**, saying why, when the day has no curated batch (quarantined by ingestion, or
-not ingested yet). One run at a time: materializations of two days never race on the registry.
+The run is **skipped**, saying why, when no day of the range has a curated batch (quarantined by
+ingestion, or not ingested yet). One run at a time: materializations never race on the registry.
 """
 
 
@@ -57,27 +59,25 @@ def build(config):
         default_args=default_args(config),
         doc_md=DOC.format(model=config.name),
         params={
-            "day": day_param("The day (YYYY-MM-DD) whose curated batch to load into the online store. Leave "
-                             "empty to load the day(s) named by the curated-batch event that triggered the run."),
+            "day": day_param(
+                "The day (YYYY-MM-DD) whose curated batch to load into the online store. Leave "
+                "empty to load the day(s) named by the curated-batch event that triggered the run."
+            ),
         },
     )
     def feature_materialization():
         @task
-        def materialize_curated_batch(**context) -> list[dict]:
-            """Materialize each day's curated batch into the online store, start and end of the day given."""
+        def materialize_curated_batch(**context) -> dict:
+            """Materialize the curated batches of the named days, first to last, in one task."""
             from include.features import feature_store
 
             days = event_days(context) or [interval_day(context)]
-            loaded, skipped = [], []
-            for day in days:
-                try:
-                    loaded.append(feature_store.materialize_day(config, day))
-                except feature_store.NothingToMaterialize as exc:
-                    skipped.append(str(exc))
-            if not loaded:
-                raise AirflowSkipException("; ".join(skipped))
-            for reason in skipped:
-                print(f"Skipped: {reason}")
+            try:
+                loaded = feature_store.materialize_range(config, days[0], days[-1])
+            except feature_store.NothingToMaterialize as exc:
+                raise AirflowSkipException(str(exc)) from exc
+            if loaded["skipped_days"]:
+                print(f"No curated batch, nothing loaded: {', '.join(loaded['skipped_days'])}")
             return loaded
 
         materialize_curated_batch()

@@ -13,11 +13,11 @@ it every time it is opened (`apply` is idempotent), so it can never drift from t
   `MLOPS_FEAST_REDIS` holds a Feast Redis connection string (`127.0.0.1:6379,db=1`), as in the
   production topology.
 
-Airflow owns materialization: `materialize_day` loads exactly one curated day into the online store,
-with an explicit start and end (never `materialize_incremental`, which guesses from the registry),
-so a re-run writes the same rows again. `training_set` builds the point-in-time correct training set
-with `get_historical_features`, with the same rows and values as the project's own assembly
-(`include.training.training_data.assemble_training_set`).
+Airflow owns materialization: `materialize_range` loads exactly the curated days it is given into the
+online store in one task, and records that explicit interval (never `materialize_incremental`,
+which guesses from the registry), so a re-run writes the same rows again. `training_set` builds the
+point-in-time correct training set with `get_historical_features`, with the same rows and values as
+the project's own assembly (`include.training.training_data.assemble_training_set`).
 
 Feast is imported inside the functions: it takes seconds to import and DAG files must stay cheap.
 """
@@ -43,6 +43,9 @@ REDIS_ENV = "MLOPS_FEAST_REDIS"
 # column, and a name of its own never meets the model's columns (its timestamp column is a feature).
 AS_OF = "feast_as_of"
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
+# Rows per online-store write: Feast turns every value of a write into a protobuf object first (about
+# 12 KB a row), so a year of history is written in slices, in one task and with one open store.
+WRITE_BATCH_ROWS = 10_000
 PARTITION_KEY = "day"  # the curated store's partition folders: `day=YYYY-MM-DD` (storage.day_partition)
 
 
@@ -197,41 +200,92 @@ def open_store(config: ModelConfig) -> FeatureStore:
     return store
 
 
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The first and last instant of `day` in UTC (Feast's `materialize` includes both ends)."""
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1) - _ONE_MICROSECOND
+def range_bounds(first_day: dt.date, last_day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The first instant of `first_day` and the first instant after `last_day`, in UTC: [start, end)."""
+    start = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
+    end = dt.datetime(last_day.year, last_day.month, last_day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    return start, end
 
 
-def materialize_day(config: ModelConfig, day: dt.date) -> dict:
-    """Load the day's curated batch into the online store: the events from the start to the end of `day`.
+def latest_per_entity(config: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each entity's latest event of `frame` (the later row wins a tie): what Feast's `materialize` keeps
+    of an interval, and what the online store holds after the interval's days are loaded oldest first."""
+    timestamp, entity = config.schema.timestamp_column, config.schema.entity_column
+    ordered = frame.sort_values(timestamp, kind="stable")
+    return ordered.drop_duplicates(entity, keep="last").reset_index(drop=True)
 
-    A re-run writes the same rows again (the online store keeps one row per entity and feature),
-    and a day whose curated batch was replaced since is loaded with its new values.
+
+def materialize_range(config: ModelConfig, first_day: dt.date, last_day: dt.date, store=None) -> dict:
+    """Load the curated batches of the days from `first_day` to `last_day` into the online store, with one
+    open store: a history import of a year pays Feast's import and the store's opening once.
+
+    The rows are the curated files of those days themselves, each entity's latest event
+    (`latest_per_entity`), written with `FeatureStore.write_to_online_store` (`WRITE_BATCH_ROWS` at a
+    time): the values Feast's
+    `materialize` over [start of `first_day`, end of `last_day`] would write, without its DuckDB query
+    over every curated day, whose cost grows with the history. The interval is then recorded in the
+    registry as materialized, as `materialize` does, so Feast's own tools (`feast ui`) show it.
+
+    A re-run writes the same rows again (the online store keeps one row per entity and feature, and
+    the bytes of a row depend only on its values), and a day whose curated batch was replaced since is
+    loaded with its new values. Days of the range without a curated batch (quarantined, or not
+    ingested) hold nothing to load and are listed in `skipped_days`.
+
+    Args:
+        store: the model's open `FeatureStore`, to reuse; opened (`open_store`) when None.
 
     Returns:
-        {"day", "start", "end", "curated_rows", "online_store"}.
+        {"first_day", "last_day", "start", "end" (the interval, end excluded), "days" (loaded),
+        "skipped_days", "curated_rows", "entities" (rows written), "online_store"}.
+
+    Raises:
+        ValueError: `last_day` is before `first_day`.
+        NothingToMaterialize: no day of the range has a curated batch.
+    """
+    if last_day < first_day:
+        raise ValueError(f"model {config.name}: materialize from {first_day} to {last_day}: the range is empty")
+    days = [day for day in storage.curated_days(config.name) if first_day <= day <= last_day]
+    if not days:
+        where = storage.model_root(config.name) / "curated"
+        span = str(first_day) if first_day == last_day else f"{first_day} to {last_day}"
+        raise NothingToMaterialize(
+            f"model {config.name}: no curated batch for {span} under {where} (not ingested yet, or "
+            "quarantined): nothing to materialize"
+        )
+    curated = storage.read_curated(config.name, first_day, last_day)
+    rows = latest_per_entity(config, curated)
+    store = store or open_store(config)
+    view = store.get_feature_view(feature_view_name(config))
+    for first in range(0, len(rows), WRITE_BATCH_ROWS):
+        store.write_to_online_store(view.name, rows.iloc[first : first + WRITE_BATCH_ROWS])
+    start, end = range_bounds(first_day, last_day)
+    store.registry.apply_materialization(view, store.project, start, end)
+    wanted = (last_day - first_day).days + 1
+    loaded = set(days)
+    return {
+        "first_day": first_day.isoformat(),
+        "last_day": last_day.isoformat(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "days": [day.isoformat() for day in days],
+        "skipped_days": [
+            (first_day + dt.timedelta(days=offset)).isoformat()
+            for offset in range(wanted)
+            if first_day + dt.timedelta(days=offset) not in loaded
+        ],
+        "curated_rows": len(curated),
+        "entities": len(rows),
+        "online_store": online_store_kind(),
+    }
+
+
+def materialize_day(config: ModelConfig, day: dt.date, store=None) -> dict:
+    """Load the day's curated batch into the online store: `materialize_range` of that day alone.
 
     Raises:
         NothingToMaterialize: the day has no curated batch.
     """
-    import pyarrow.parquet as pq
-
-    path = storage.curated_path(config.name, day)
-    if not path.is_file():
-        raise NothingToMaterialize(
-            f"model {config.name}: no curated batch for {day} at {path} (not ingested yet, or quarantined): "
-            "nothing to materialize"
-        )
-    start, end = day_bounds(day)
-    open_store(config).materialize(start, end, feature_views=[feature_view_name(config)])
-    return {
-        "day": day.isoformat(),
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "curated_rows": pq.ParquetFile(path).metadata.num_rows,
-        "online_store": online_store_kind(),
-    }
+    return materialize_range(config, day, day, store)
 
 
 def training_set(config: ModelConfig, cutoff: dt.date, window_days: int | None = None) -> pd.DataFrame:
@@ -282,9 +336,13 @@ def training_set(config: ModelConfig, cutoff: dt.date, window_days: int | None =
     view = feature_view_name(config)
     as_of = pd.Timestamp(known_by - _ONE_MICROSECOND, tz="UTC")
     entity_df = pd.DataFrame({entity: latest_labels[entity].to_numpy(), AS_OF: as_of})
-    features = open_store(config).get_historical_features(
-        entity_df=entity_df, features=[f"{view}:{name}" for name in [timestamp, *config.features.all]]
-    ).to_df()
+    features = (
+        open_store(config)
+        .get_historical_features(
+            entity_df=entity_df, features=[f"{view}:{name}" for name in [timestamp, *config.features.all]]
+        )
+        .to_df()
+    )
     features[timestamp] = features[timestamp].dt.tz_convert(None).astype("datetime64[ns]")
     in_window = features[timestamp].notna() & (features[timestamp] >= pd.Timestamp(first_day))
     frame = features.loc[in_window].merge(latest_labels, on=entity, how="inner")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from include.core import registry, settings, storage
 from include.core.jsonable import write_json_atomically
+from include.features import feature_store
 from include.training.evaluation import (
     EvaluationResult,
     check_metric_names,
@@ -186,7 +187,9 @@ def assemble(
     change = as_date(change_start) if change_start else None
     if change is not None and not first_day < change <= cutoff:
         change = None
-    frame = assemble_training_set(config, cutoff, window_days)
+    # A model that keeps its features in Feast gets them from there; the two assemblies give the same rows.
+    from_store = feature_store.uses_feature_store(config)
+    frame = (feature_store.training_set if from_store else assemble_training_set)(config, cutoff, window_days)
     timestamp = config.schema.timestamp_column
     after = rows_after(frame, timestamp, change) if change is not None and len(frame) else None
     sizes = split_sizes(len(frame), config.training.split, after)

@@ -1,4 +1,4 @@
-"""The demo model with its feature store turned on (`feature_store: feast`), which the shipped demo leaves off."""
+"""The demo model with its feature store on (`feature_store: feast`), whatever the shipped config says."""
 
 from __future__ import annotations
 

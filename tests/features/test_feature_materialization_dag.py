@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -63,3 +64,28 @@ def test_a_day_without_a_curated_batch_is_skipped_and_loads_nothing(airflow_db, 
 
     assert task_states(dag_run) == {"materialize_curated_batch": "skipped"}
     assert not (feature_store.repo_dir("credit_default") / "online_store.db").exists()
+
+
+@pytest.mark.slow
+def test_a_history_imports_range_event_is_materialized_in_one_run_of_the_task(state_dir, demo_config):
+    config = data_world.with_rows_per_day(demo_config, 20)
+    days = [DAY + dt.timedelta(days=offset) for offset in range(5)]
+    for day in days[:2] + days[3:]:
+        write_day(config, day)
+    event = SimpleNamespace(
+        extra={
+            "first_day": days[0].isoformat(),
+            "last_day": days[-1].isoformat(),
+            "quarantined": [days[2].isoformat()],
+            "missing": [],
+        }
+    )
+    task = materialization_dag().get_task("materialize_curated_batch")
+
+    loaded = task.python_callable(
+        params={"day": None}, triggering_asset_events={"credit_default__curated_batch": [event]}
+    )
+
+    assert (loaded["first_day"], loaded["last_day"]) == ("2026-01-06", "2026-01-10")
+    assert loaded["days"] == [day.isoformat() for day in days[:2] + days[3:]]
+    assert len(online_rows(config)) == 4 * 20 * (1 + len(config.features.all))

@@ -101,8 +101,12 @@ def test_feasts_own_cli_reads_the_generated_repository(state_dir, demo_config):
     feature_store.open_store(demo_config)
 
     feast = Path(sys.executable).parent / "feast"
-    listed = subprocess.run([str(feast), "-c", str(state_dir / "feast" / "credit_default"), "feature-views", "list"],
-                            capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [str(feast), "-c", str(state_dir / "feast" / "credit_default"), "feature-views", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert listed.returncode == 0, listed.stderr
     assert "credit_default" in listed.stdout
@@ -119,8 +123,9 @@ def test_odd_column_names_go_through_the_store_unchanged(odd_config):
     batch = pd.DataFrame(
         {
             "Transaction ID": ["t 1", "t€2", "T3"],
-            "Booked At": pd.to_datetime(["2026-02-01 08:00", "2026-02-01 12:30", "2026-02-01 23:59:59.999"],
-                                        format="ISO8601"),
+            "Booked At": pd.to_datetime(
+                ["2026-02-01 08:00", "2026-02-01 12:30", "2026-02-01 23:59:59.999"], format="ISO8601"
+            ),
             "Amount €": [12.5, None, 99.0],
             "MCC": [5411, 4511, 5999],
             "merchant kind": ["grocery", "travel", "online"],
@@ -133,11 +138,19 @@ def test_odd_column_names_go_through_the_store_unchanged(odd_config):
     feature_store.materialize_day(odd_config, day)
 
     assert [field.name for field in store.get_feature_view("odd_names").features] == [
-        "Booked At", "Amount €", "MCC", "merchant kind"]
+        "Booked At",
+        "Amount €",
+        "MCC",
+        "merchant kind",
+    ]
     assert store.get_entity("odd_names").join_key == "Transaction ID"
     online = online_values(odd_config, ["t€2", "T3", "t 1"], ["Amount €", "MCC", "merchant kind"])
-    assert online == {"Transaction ID": ["t€2", "T3", "t 1"], "Amount €": [None, 99.0, 12.5],
-                      "MCC": [4511, 5999, 5411], "merchant kind": ["travel", "online", "grocery"]}
+    assert online == {
+        "Transaction ID": ["t€2", "T3", "t 1"],
+        "Amount €": [None, 99.0, 12.5],
+        "MCC": [4511, 5999, 5411],
+        "merchant kind": ["travel", "online", "grocery"],
+    }
 
 
 def test_an_entity_column_feast_cannot_key_on_is_refused_naming_model_column_and_type(demo_config):
@@ -168,17 +181,31 @@ def test_materializing_a_day_loads_its_curated_batch_and_no_other_day(state_dir,
 
     result = feature_store.materialize_day(config, DAY)
 
-    assert result == {"day": "2026-01-06", "start": "2026-01-06T00:00:00+00:00",
-                      "end": "2026-01-06T23:59:59.999999+00:00", "curated_rows": 200, "online_store": "sqlite"}
+    assert result == {
+        "first_day": "2026-01-06",
+        "last_day": "2026-01-06",
+        "start": "2026-01-06T00:00:00+00:00",
+        "end": "2026-01-07T00:00:00+00:00",
+        "days": ["2026-01-06"],
+        "skipped_days": [],
+        "curated_rows": 200,
+        "entities": 200,
+        "online_store": "sqlite",
+    }
     assert len(online_rows(config)) == 200 * (1 + len(config.features.all))
     first, last = batch.iloc[0], batch.iloc[-1]
-    online = online_values(config, [first.application_id, last.application_id, before.application_id.iloc[-1],
-                                    after.application_id.iloc[0]], ["credit_score", "region", "event_timestamp"])
+    online = online_values(
+        config,
+        [first.application_id, last.application_id, before.application_id.iloc[-1], after.application_id.iloc[0]],
+        ["credit_score", "region", "event_timestamp"],
+    )
     assert online["credit_score"] == [first.credit_score, last.credit_score, None, None]
     assert online["region"] == [first.region, last.region, None, None]
     # Feast keeps a timestamp feature online in whole seconds (its Value proto's unix_timestamp_val).
     assert [stamp.replace(tzinfo=None) for stamp in online["event_timestamp"][:2]] == [
-        first.event_timestamp.floor("s"), last.event_timestamp.floor("s")]
+        first.event_timestamp.floor("s"),
+        last.event_timestamp.floor("s"),
+    ]
 
 
 def test_materializing_the_same_day_again_leaves_the_online_store_as_it_was(state_dir, demo_config):
@@ -191,6 +218,42 @@ def test_materializing_the_same_day_again_leaves_the_online_store_as_it_was(stat
 
     assert online_rows(config) == once
     assert len(once) == 200 * (1 + len(config.features.all))
+
+
+def test_a_range_is_loaded_as_its_days_one_by_one_would_be_and_again_changes_nothing(
+    state_dir, demo_config, monkeypatch
+):
+    monkeypatch.setattr(feature_store, "WRITE_BATCH_ROWS", 128)  # the range's 300 rows in three writes
+    config = data_world.with_rows_per_day(demo_config, 100)
+    days = [DAY + dt.timedelta(days=offset) for offset in range(4)]
+    batches = [write_day(config, day) for day in days if day != days[2]]  # the third day is quarantined
+    repeat = batches[0].iloc[[0]].assign(event_timestamp=batches[-1].event_timestamp.max(), credit_score=301)
+    storage.write_curated_batch(config.name, days[-1], pd.concat([batches[-1], repeat], ignore_index=True))
+    for day in days:  # the reference: the days loaded one by one, oldest first
+        if day != days[2]:
+            feature_store.materialize_day(config, day)
+    one_by_one = online_rows(config)
+    (feature_store.repo_dir(config.name) / "online_store.db").unlink()
+
+    result = feature_store.materialize_range(config, days[0], days[-1])
+    once = online_rows(config)
+    feature_store.materialize_range(config, days[0], days[-1])
+
+    assert result["days"] == ["2026-01-06", "2026-01-07", "2026-01-09"]
+    assert result["skipped_days"] == ["2026-01-08"]
+    assert (result["curated_rows"], result["entities"]) == (301, 300)
+    assert once == one_by_one
+    assert online_rows(config) == once
+    assert online_values(config, [repeat.application_id.iloc[0]], ["credit_score"])["credit_score"] == [301]
+    *_, (start, end) = feature_store.open_store(config).get_feature_view("credit_default").materialization_intervals
+    assert (start.isoformat(), end.isoformat()) == ("2026-01-06T00:00:00+00:00", "2026-01-10T00:00:00+00:00")
+
+
+def test_a_range_without_any_curated_batch_has_nothing_to_materialize_and_says_which(state_dir, demo_config):
+    write_day(demo_config, DAY, rows=10)
+
+    with pytest.raises(feature_store.NothingToMaterialize, match="no curated batch for 2026-01-07 to 2026-01-09"):
+        feature_store.materialize_range(demo_config, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=3))
 
 
 def test_a_day_whose_curated_batch_was_replaced_is_materialized_with_its_new_values(state_dir, demo_config):
@@ -212,28 +275,50 @@ def test_a_day_without_a_curated_batch_has_nothing_to_materialize_and_says_which
         feature_store.materialize_day(demo_config, DAY + dt.timedelta(days=1))
 
 
-def test_with_redis_configured_the_online_store_is_redis(state_dir, demo_config, monkeypatch):
-    # A project of its own, so that the test's keys never meet a real model's in the shared Redis.
+def redis_rows(connection: str, project: str) -> dict[bytes, dict[bytes, bytes]]:
+    """Every hash Feast keeps for `project` in Redis (its keys end with the project's name), by key."""
+    import redis
+
+    host, _, options = connection.partition(",")
+    client = redis.Redis(host=host.split(":")[0], port=int(host.split(":")[1]), db=int(options.removeprefix("db=")))
+    return {key: client.hgetall(key) for key in client.scan_iter(match=f"*{project}")}
+
+
+def test_with_redis_configured_the_online_store_is_redis_and_a_range_loaded_again_changes_nothing(
+    state_dir, demo_config, monkeypatch
+):
+    # The machine's Redis, as the production topology's online store. A project of its own, so that the
+    # test's keys never meet a real model's; database 0, since the topology test claims an empty one of 1-15.
+    connection = "127.0.0.1:6379,db=0"
     config = data_world.with_rows_per_day(demo_config, 20).model_copy(update={"name": f"redis_{uuid.uuid4().hex[:8]}"})
-    monkeypatch.setenv(feature_store.REDIS_ENV, "127.0.0.1:6379,db=0")
-    batch = write_day(config, DAY)
+    monkeypatch.setenv(feature_store.REDIS_ENV, connection)
+    batch = pd.concat([write_day(config, DAY), write_day(config, DAY + dt.timedelta(days=1))], ignore_index=True)
     store = feature_store.open_store(config)
     try:
-        result = feature_store.materialize_day(config, DAY)
+        result = feature_store.materialize_range(config, DAY, DAY + dt.timedelta(days=1), store)
+        loaded = redis_rows(connection, config.name)
+        feature_store.materialize_range(config, DAY, DAY + dt.timedelta(days=1), store)
 
-        online = online_values(config, list(batch.application_id[:3]), ["age"])
+        online = online_values(config, list(batch.application_id.iloc[[0, 39]]), ["age", "region"])
         assert result["online_store"] == "redis"
-        assert online["age"] == list(batch.age[:3])
+        assert online["age"] == list(batch.age.iloc[[0, 39]])
+        assert online["region"] == list(batch.region.iloc[[0, 39]])
+        assert len(loaded) == 40
+        assert redis_rows(connection, config.name) == loaded
         assert not (feature_store.repo_dir(config.name) / "online_store.db").exists()
     finally:
         store.teardown()
+    assert redis_rows(connection, config.name) == {}
 
 
 # --- training sets -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("cutoff", "window_days"), [(dt.date(2026, 1, 24), 14), (dt.date(2026, 1, 20), 30)],
-                         ids=["earlier-events-labelled-in-the-window", "window-before-the-first-day"])
+@pytest.mark.parametrize(
+    ("cutoff", "window_days"),
+    [(dt.date(2026, 1, 24), 14), (dt.date(2026, 1, 20), 30)],
+    ids=["earlier-events-labelled-in-the-window", "window-before-the-first-day"],
+)
 def test_the_training_set_from_feast_equals_the_projects_own_assembly(state_dir, demo_config, cutoff, window_days):
     fill_stores(demo_config, days=24)
 
