@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -106,12 +107,13 @@ def existing_databases(prefix: str) -> list[str]:
         return sorted(row[0] for row in cursor.fetchall())
 
 
-def empty_redis_database(redis_module) -> int:
-    """A Redis database number (1-15) that holds no key, so the stack shares it with nobody."""
-    for number in secrets.SystemRandom().sample(range(1, 16), 15):
-        if redis_module.Redis.from_url(f"{REDIS_URL}/{number}").dbsize() == 0:
-            return number
-    pytest.fail("every Redis database 1-15 holds keys; none is free for the test")
+def empty_redis_databases(redis_module, count: int) -> list[int]:
+    """`count` Redis database numbers (1-15) that hold no key, so the stack shares them with nobody."""
+    empty = [number for number in secrets.SystemRandom().sample(range(1, 16), 15)
+             if redis_module.Redis.from_url(f"{REDIS_URL}/{number}").dbsize() == 0]
+    if len(empty) < count:
+        pytest.fail(f"only {len(empty)} of Redis databases 1-15 hold no key; the test needs {count}")
+    return empty[:count]
 
 
 @dataclass(frozen=True)
@@ -122,15 +124,27 @@ class Owned:
     airflow_db: str
     mlflow_db: str
     redis_db: int
+    # The feature store's online store: Feast's Redis keys carry no prefix, so they get a database of their own.
+    feast_redis_db: int
 
     @property
     def key_prefix(self) -> str:
         return f"{self.token}:"
 
+    @property
+    def feast_redis_setting(self) -> str:
+        """`MLOPS_FEAST_REDIS` for the stack: Feast's Redis connection string."""
+        return f"127.0.0.1:6379,db={self.feast_redis_db}"
+
     def redis(self):
         import redis
 
         return redis.Redis.from_url(f"{REDIS_URL}/{self.redis_db}")
+
+    def feast_redis(self):
+        import redis
+
+        return redis.Redis.from_url(f"{REDIS_URL}/{self.feast_redis_db}")
 
     def own_keys(self) -> list[bytes]:
         return list(self.redis().scan_iter(match=f"{self.key_prefix}*"))
@@ -148,7 +162,7 @@ def owned_resources(prefix: str) -> Iterator[Owned]:
     except Exception as exc:  # noqa: BLE001 - whatever the reason, the services are not there
         pytest.skip(f"needs PostgreSQL and Redis on 127.0.0.1 (as in CI): {exc}")
     token = f"{prefix}_{secrets.token_hex(4)}"
-    resources = Owned(token, token, f"{token}_mlflow", empty_redis_database(redis))
+    resources = Owned(token, token, f"{token}_mlflow", *empty_redis_databases(redis, 2))
     run_sql(f'CREATE DATABASE "{resources.airflow_db}"', f'CREATE DATABASE "{resources.mlflow_db}"')
     try:
         yield resources
@@ -158,6 +172,7 @@ def owned_resources(prefix: str) -> Iterator[Owned]:
         keys = resources.own_keys()
         if keys:
             resources.redis().delete(*keys)
+        resources.feast_redis().flushdb()
         assert existing_databases(token) == []
         assert resources.own_keys() == []
 
@@ -332,7 +347,7 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
 
     # The model's DAGs are paused at creation (the faults that share the stack want them quiet): unpausing
     # them all runs the whole loop, and lets the scheduler catch up on every day of the (3-day) source.
-    for dag_id in verify_release.expected_dag_ids(MODEL):
+    for dag_id in [*verify_release.expected_dag_ids(MODEL), f"{MODEL}__feature_materialization"]:
         api.unpause(dag_id)
     ingested = wait_for_runs(api, dag["data_ingestion"], DAYS)
     assert {run["logical_date"][:10] for run in ingested} == {
@@ -403,3 +418,16 @@ def test_the_native_production_topology_ingests_trains_deploys_and_passes_verify
 
     keys = list(owned.redis().scan_iter())
     assert keys and all(key.startswith(owned.key_prefix.encode()) for key in keys), keys
+
+    # The feature store's online store is the stack's Redis: materialization (on a Celery worker) filled
+    # it, and the prediction service answers a request that sends only an applicant id from it.
+    wait_for_runs(api, f"{MODEL}__feature_materialization", 1)
+    assert owned.feast_redis().dbsize() > 0
+    newest = pd.read_parquet(config.state / "data" / MODEL / "curated" / f"day={LAST_DAY}" / "batch.parquet")
+    applicant = str(newest["application_id"].iloc[0])
+    predict = f"{config.serving_url}/models/{MODEL}/predict"
+    looked_up = httpx.post(predict, json={"records": [{"application_id": applicant}]}, timeout=30)
+    assert looked_up.status_code == 200, looked_up.text
+    assert 0 <= looked_up.json()["predictions"][0]["probability"] <= 1
+    unknown = httpx.post(predict, json={"records": [{"application_id": "nobody"}]}, timeout=30)
+    assert unknown.status_code == 404 and "nobody" in unknown.text, unknown.text

@@ -148,7 +148,8 @@ def running_stack(name: str, folder: Path) -> Iterator[RunningStack]:
     with owned_resources("mlops_chaos") if name == "celery" else nullcontext() as owned:
         quiet_model_config(folder / "models")
         stack = RunningStack(name, None, owned=owned)
-        with started_stack(stack_config(folder, owned), stack.started, FAULT_SETTINGS) as topology:
+        feature_store = {"MLOPS_FEAST_REDIS": owned.feast_redis_setting} if owned else {}
+        with started_stack(stack_config(folder, owned), stack.started, FAULT_SETTINGS | feature_store) as topology:
             stack.topology = topology
             yield stack
 
