@@ -8,12 +8,14 @@ with a stack the developer runs nor depend on the project's DAG files.
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -546,6 +548,25 @@ def api_for(env: dict[str, str]) -> local_stack.AirflowApi:
     return local_stack.AirflowApi(f"http://127.0.0.1:{env['AIRFLOW_PORT']}", "admin", passwords["admin"])
 
 
+def trigger_once(api: local_stack.AirflowApi, dag_id: str) -> str:
+    """Trigger one run of `dag_id` and return its id. On SQLite the api-server answers 500 when the
+    database stayed locked past its busy timeout (the stack's first seconds, on a busy machine); the run
+    was not created then, and a retry with the same run id can never create a second one (409)."""
+    run_id = f"manual__{secrets.token_hex(4)}"
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            api.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "dag_run_id": run_id},
+                        attempts=1)
+        except urllib.error.HTTPError as error:
+            if error.code == 500 and attempt < attempts:
+                time.sleep(2)
+                continue
+            if error.code != 409:
+                raise
+        return run_id
+
+
 def wait_for_task_state(api: local_stack.AirflowApi, dag_id: str, run_id: str, wanted: set[str]) -> str:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -598,8 +619,8 @@ def test_up_serves_a_healthy_stack_that_runs_tasks_and_ctrl_c_stops_every_proces
         assert listing.returncode == 0, listing.stderr
         assert "demo__hello" in listing.stdout
 
-        run = api.request("POST", "/api/v2/dags/demo__hello/dagRuns", {"logical_date": None}, attempts=1)
-        assert wait_for_task_state(api, "demo__hello", run["dag_run_id"], {"success"}) == "success"
+        run_id = trigger_once(api, "demo__hello")
+        assert wait_for_task_state(api, "demo__hello", run_id, {"success"}) == "success"
     finally:
         stack.process.send_signal(signal.SIGINT)
         stack.process.wait(timeout=120)
@@ -620,8 +641,8 @@ def test_down_stops_a_background_stack_including_a_running_task(stack_env):
     try:
         stack.wait_for("The local stack is ready", timeout=480)
         api = api_for(stack_env)
-        run = api.request("POST", "/api/v2/dags/demo__sleepy/dagRuns", {"logical_date": None}, attempts=1)
-        wait_for_task_state(api, "demo__sleepy", run["dag_run_id"], {"running"})
+        run_id = trigger_once(api, "demo__sleepy")
+        wait_for_task_state(api, "demo__sleepy", run_id, {"running"})
         assert local_stack.wait_until(
             lambda: any("sleep 600" in command for command in processes_with_airflow_home(airflow_home)),
             timeout=120,
